@@ -1,0 +1,1 @@
+"""The HTTP layer: thin routers, one per area, over the engine."""

@@ -1,0 +1,48 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from codegraph import __version__
+from codegraph.api import backup, errors, nodes, operations, parse, search, system, vector
+from codegraph.api.middleware import OPEN_PATHS, ServiceMiddleware
+from codegraph.auth import ApiKeys
+from codegraph.engine import Engine
+
+DESCRIPTION = """A code-graph store: nodes (files, modules, classes, functions) and
+typed edges in RocksDB, with HNSW similarity search. Every endpoint but
+`/health` needs `Authorization: Bearer <API key>`."""
+
+
+def create_app(engine: Engine, keys: ApiKeys, *, max_request_bytes: int) -> FastAPI:
+    app = FastAPI(title="CodeGraph", version=__version__, description=DESCRIPTION)
+    app.state.engine = engine
+    app.state.keys = keys
+    for module in (system, nodes, search, parse, vector, backup, operations):
+        app.include_router(module.router)
+    errors.install(app)
+    app.add_middleware(ServiceMiddleware, keys=keys, max_request_bytes=max_request_bytes)
+    _declare_bearer_auth(app)
+    return app
+
+
+def _declare_bearer_auth(app: FastAPI) -> None:
+    """Tell the OpenAPI schema (and its clients) that a bearer key is required."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "apiKey": {"type": "http", "scheme": "bearer"}}
+            for path, operations in schema["paths"].items():
+                for operation in operations.values():
+                    operation["security"] = [] if path in OPEN_PATHS else [{"apiKey": []}]
+                    if path not in OPEN_PATHS:
+                        operation.setdefault("responses", {})["401"] = {
+                            "description": "Missing or wrong API key"}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -1,0 +1,32 @@
+"""Backups, restore and point-in-time recovery."""
+
+from fastapi import APIRouter
+
+from codegraph import recovery
+from codegraph.api.deps import EngineDep
+from codegraph.api.models import PointInTimeRequest, RestoreRequest
+
+router = APIRouter(tags=["backup"])
+
+
+@router.post("/backup", summary="Take a consistent backup (checkpoint, index, manifest)")
+def create_backup(engine: EngineDep) -> dict:
+    manifest = recovery.create_backup(engine)
+    return {"backup_id": manifest["backup_id"], "created_at": manifest["created_at"],
+            "nodes_total": manifest["nodes_total"], "files": len(manifest["files"])}
+
+
+@router.get("/backup", summary="List the backups, oldest first")
+def list_backups(engine: EngineDep) -> dict:
+    return {"backups": recovery.list_backups(engine)}
+
+
+@router.post("/backup/restore", summary="Restore a backup (verified before anything is replaced)")
+def restore(payload: RestoreRequest, engine: EngineDep) -> dict:
+    return recovery.restore(engine, payload.backup_id)
+
+
+@router.post("/recovery/point-in-time",
+             summary="The latest backup before the time, plus the operation log replayed up to it")
+def point_in_time(payload: PointInTimeRequest, engine: EngineDep) -> dict:
+    return recovery.point_in_time(engine, payload.recovery_time)

@@ -1,0 +1,164 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from codegraph.store.graph import EDGE_TYPES
+
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+NodeId = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=_PRINTABLE)]
+Kind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=_PRINTABLE)]
+EdgeType = Literal[EDGE_TYPES]  # contains, imports, calls, inherits
+QualifiedName = Annotated[str, StringConstraints(max_length=2048, pattern=_PRINTABLE)]
+SourcePath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=_PRINTABLE)]
+Language = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_+#-]{0,31}$")]
+Line = Annotated[int, Field(ge=1)]
+Text = Annotated[str, StringConstraints(max_length=1_048_576)]
+Docstring = Annotated[str, StringConstraints(max_length=65_536)]
+Embedding = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
+                      Field(min_length=1, max_length=4096)]
+# The node-route suffixes: an id must not end with one, or its URL would be ambiguous.
+_RESERVED_SUFFIXES = ("/edges", "/neighbors")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NodeFields(_Body):
+    """Everything about a node but its id (what PATCH may change)."""
+
+    kind: Kind
+    name: Name
+    qualified_name: QualifiedName | None = None
+    path: SourcePath | None = None
+    language: Language | None = None
+    start_line: Line | None = None
+    end_line: Line | None = None
+    text: Text | None = None
+    docstring: Docstring | None = None
+    attributes: dict[str, JsonValue] = Field(default_factory=dict)
+    embedding: Embedding | None = Field(
+        None, description="Used as is (dimension must match); computed from the text if absent."
+    )
+
+
+class NodeIn(NodeFields):
+    id: NodeId
+
+    @field_validator("id")
+    @classmethod
+    def _no_reserved_suffix(cls, value: str) -> str:
+        if value.endswith(_RESERVED_SUFFIXES):
+            raise ValueError("a node id must not end with /edges or /neighbors")
+        return value
+
+
+class NodePatch(_Body):
+    kind: Kind | None = None
+    name: Name | None = None
+    qualified_name: QualifiedName | None = None
+    path: SourcePath | None = None
+    language: Language | None = None
+    start_line: Line | None = None
+    end_line: Line | None = None
+    text: Text | None = None
+    docstring: Docstring | None = None
+    attributes: dict[str, JsonValue] | None = None
+    embedding: Embedding | None = None
+
+    @model_validator(mode="after")
+    def _required_stay_set(self) -> NodePatch:
+        for name in ("kind", "name"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be cleared")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent (null clears an optional field)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class EdgeRef(_Body):
+    source: NodeId
+    target: NodeId
+    type: EdgeType
+
+
+class EdgeIn(EdgeRef):
+    attributes: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class UpsertRequest(_Body):
+    nodes: list[NodeIn] = Field(default_factory=list)
+    edges: list[EdgeIn] = Field(default_factory=list)
+
+
+class EdgesRequest(_Body):
+    edges: list[EdgeIn] = Field(min_length=1)
+
+
+class EdgeDeleteRequest(_Body):
+    edges: list[EdgeRef] = Field(min_length=1)
+
+
+class SearchRequest(_Body):
+    q: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    mode: Literal["text", "vector", "hybrid"] = "hybrid"
+    k: Annotated[int, Field(ge=1, le=1000)] = 10
+    kind: Kind | None = None
+    embedding: Embedding | None = None
+    ef_search: Annotated[int, Field(ge=1, le=4096)] | None = None
+
+
+class SourceFile(_Body):
+    path: SourcePath
+    content: Annotated[str, StringConstraints(max_length=4_194_304)]
+    language: Annotated[str, StringConstraints(max_length=32)] | None = Field(
+        None, description="Taken from the file extension when absent."
+    )
+
+
+class ParseRequest(_Body):
+    files: list[SourceFile] = Field(min_length=1, max_length=1000)
+    store: bool = Field(True, description="Store the nodes and edges (atomically) as well.")
+
+
+class RebuildParameters(_Body):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    M: Annotated[int, Field(ge=4, le=128)] | None = None
+    efConstruction: Annotated[int, Field(ge=8, le=4096)] | None = None
+    efSearch: Annotated[int, Field(ge=1, le=4096)] | None = None
+
+
+class RebuildRequest(_Body):
+    index_type: Literal["HNSW", "FLAT"] = "HNSW"
+    parameters: RebuildParameters = Field(default_factory=RebuildParameters)
+
+
+class RestoreRequest(_Body):
+    backup_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class PointInTimeRequest(_Body):
+    recovery_time: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="'YYYY-MM-DD HH:MM:SS' in the server's time zone, or ISO 8601 with an offset",
+        examples=["2026-11-26 08:00:00"],
+    )
+
+
+class AutoTuneRequest(_Body):
+    target_recall: Annotated[float, Field(gt=0, le=1)] = 0.95
+    apply: bool = True

@@ -1,0 +1,81 @@
+"""Nodes and edges."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+
+from codegraph.api.deps import EngineDep
+from codegraph.api.models import (
+    EdgeDeleteRequest,
+    EdgesRequest,
+    EdgeType,
+    Kind,
+    NodePatch,
+    UpsertRequest,
+)
+
+router = APIRouter(tags=["nodes"])
+Direction = Literal["out", "in", "both"]
+Limit = Annotated[int, Query(ge=1, le=10_000)]
+
+
+@router.post("/nodes", summary="Create or replace nodes (and edges), atomically")
+def upsert_nodes(payload: UpsertRequest, engine: EngineDep) -> dict:
+    nodes = [node.model_dump() for node in payload.nodes]
+    edges = [edge.model_dump() for edge in payload.edges]
+    return engine.upsert(nodes, edges)
+
+
+@router.get("/nodes", summary="List nodes in id order, filtered, one page at a time")
+def list_nodes(
+    engine: EngineDep,
+    kind: Kind | None = None,
+    language: Annotated[str | None, Query(max_length=32)] = None,
+    path_prefix: Annotated[str | None, Query(max_length=4096)] = None,
+    cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict:
+    return engine.list_nodes(kind=kind, language=language, path_prefix=path_prefix,
+                             cursor=cursor, limit=limit)
+
+
+@router.get("/nodes/{node_id:path}/edges", summary="Edges of a node")
+def node_edges(node_id: str, engine: EngineDep, direction: Direction = "both",
+               type: EdgeType | None = None, limit: Limit = 1000) -> dict:  # noqa: A002
+    return engine.node_edges(node_id, direction, type, limit)
+
+
+@router.get("/nodes/{node_id:path}/neighbors", summary="Nodes linked to a node")
+def neighbors(node_id: str, engine: EngineDep, direction: Direction = "both",
+              type: EdgeType | None = None, limit: Limit = 1000) -> dict:  # noqa: A002
+    return engine.neighbors(node_id, direction, type, limit)
+
+
+@router.get("/nodes/{node_id:path}", summary="One node")
+async def get_node(node_id: str, engine: EngineDep, include_embedding: bool = False) -> Response:
+    if include_embedding:
+        return JSONResponse(engine.get_node(node_id, include_embedding=True))
+    # The stored record is already JSON: served as is. A point read is a
+    # memtable/block-cache lookup of microseconds, so it stays on the event loop.
+    return Response(engine.get_node_raw(node_id), media_type="application/json")
+
+
+@router.patch("/nodes/{node_id:path}", summary="Change some fields of a node")
+def patch_node(node_id: str, payload: NodePatch, engine: EngineDep) -> dict:
+    return engine.patch_node(node_id, payload.changes())
+
+
+@router.delete("/nodes/{node_id:path}", summary="Delete a node and its edges")
+def delete_node(node_id: str, engine: EngineDep) -> dict:
+    return engine.delete_node(node_id)
+
+
+@router.post("/edges", summary="Create or replace edges")
+def put_edges(payload: EdgesRequest, engine: EngineDep) -> dict:
+    return engine.put_edges([edge.model_dump() for edge in payload.edges])
+
+
+@router.post("/edges/delete", summary="Delete edges")
+def delete_edges(payload: EdgeDeleteRequest, engine: EngineDep) -> dict:
+    return engine.delete_edges([edge.model_dump() for edge in payload.edges])

@@ -1,0 +1,31 @@
+"""Integrity check, compaction, analyze and auto-tune."""
+
+from fastapi import APIRouter, Body
+
+from codegraph import maintenance
+from codegraph.api.deps import EngineDep
+from codegraph.api.models import AutoTuneRequest
+
+router = APIRouter(tags=["maintenance"])
+
+
+@router.post("/integrity/check", summary="Full scan with checksums, plus cross-checks")
+def integrity_check(engine: EngineDep) -> dict:
+    return maintenance.check_integrity(engine)
+
+
+@router.post("/maintenance/compact", summary="Full compaction of every column family")
+def compact(engine: EngineDep) -> dict:
+    return maintenance.compact(engine)
+
+
+@router.post("/maintenance/analyze", summary="Recount, tally by kind and type, refresh estimates")
+def analyze(engine: EngineDep) -> dict:
+    return maintenance.analyze(engine)
+
+
+@router.post("/optimization/auto-tune",
+             summary="Recommend a RocksDB profile and efSearch; apply what is safe online")
+def auto_tune(engine: EngineDep,
+              payload: AutoTuneRequest = Body(default_factory=AutoTuneRequest)) -> dict:  # noqa: B008
+    return maintenance.auto_tune(engine, target_recall=payload.target_recall, apply=payload.apply)

@@ -1,0 +1,25 @@
+"""Health and statistics."""
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from codegraph import maintenance
+from codegraph.api.deps import EngineDep
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/health", summary="Liveness and readiness (no API key needed)")
+def health(engine: EngineDep) -> JSONResponse:
+    report = engine.health()
+    return JSONResponse(report, status_code=200 if report["status"] == "healthy" else 503)
+
+
+@router.get("/stats", summary="Totals: nodes, edges, sizes, vectors, uptime")
+def stats(engine: EngineDep) -> dict:
+    return engine.stats()
+
+
+@router.get("/stats/rocksdb", summary="RocksDB profile, compaction, cache and size figures")
+def rocksdb_stats(engine: EngineDep) -> dict:
+    return maintenance.rocksdb_stats(engine)

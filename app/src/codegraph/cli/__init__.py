@@ -1,0 +1,1 @@
+"""Console scripts: codegraph-api (the service) and codegraph-admin (offline tasks)."""

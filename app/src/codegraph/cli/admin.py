@@ -1,0 +1,129 @@
+"""codegraph-admin: offline tasks on the data directory (the service must be stopped).
+
+Exit codes: 0 done, 1 the check found problems, 2 bad usage or configuration,
+3 the data directory is in use by a running service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from codegraph import __version__, maintenance, recovery
+from codegraph.engine import Engine
+from codegraph.errors import CodeGraphError, DatabaseInUse
+from codegraph.logs import setup_logging
+from codegraph.settings import ConfigError, Settings, load_settings
+
+
+def _print(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _check_config(settings: Settings, args: argparse.Namespace) -> int:
+    db = settings.database
+    print(f"{args.config}: OK (profile {db.profile}, database {db.path}, "
+          f"port {settings.server.port}, TLS {'on' if settings.server.tls else 'off'})")
+    return 0
+
+
+def _stats(engine: Engine, args: argparse.Namespace) -> int:
+    _print({"stats": engine.stats(), "rocksdb": maintenance.rocksdb_stats(engine)})
+    return 0
+
+
+def _compact(engine: Engine, args: argparse.Namespace) -> int:
+    _print(maintenance.compact(engine))
+    return 0
+
+
+def _backup(engine: Engine, args: argparse.Namespace) -> int:
+    engine.indexer.catch_up(progress=_progress)
+    manifest = recovery.create_backup(engine, kind="offline")
+    manifest.pop("files")
+    _print(manifest)
+    return 0
+
+
+def _backups(engine: Engine, args: argparse.Namespace) -> int:
+    _print(recovery.list_backups(engine))
+    return 0
+
+
+def _restore(engine: Engine, args: argparse.Namespace) -> int:
+    _print(recovery.restore(engine, args.backup_id))
+    return 0
+
+
+def _verify(engine: Engine, args: argparse.Namespace) -> int:
+    if args.backup:
+        manifest = engine.backups.verify(args.backup)
+        print(f"backup {args.backup}: all {len(manifest['files'])} files match the manifest")
+        return 0
+    engine.indexer.catch_up(progress=_progress)
+    report = maintenance.check_integrity(engine)
+    _print(report)
+    return 0 if report["status"] == "ok" else 1
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
+    "check-config": (_check_config, "validate the configuration file and exit"),
+    "stats": (_stats, "print database statistics"),
+    "compact": (_compact, "full compaction of every column family"),
+    "backup": (_backup, "take a backup (checkpoint, vector index, manifest)"),
+    "backups": (_backups, "list the backups"),
+    "restore": (_restore, "restore a backup (verified first; the replaced data is kept aside)"),
+    "verify": (_verify, "integrity check of the database, or --backup ID to verify a backup"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="codegraph-admin", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="/opt/codegraph/config/codegraph.toml",
+                        help="the TOML configuration (default: %(default)s)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, summary) in COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        if name == "check-config":
+            sub.add_argument("file", nargs="?", help="check this file instead of --config")
+        if name == "restore":
+            sub.add_argument("backup_id")
+        if name == "verify":
+            sub.add_argument("--backup", metavar="ID", help="verify this backup's checksums")
+    args = parser.parse_args(argv)
+    if args.command == "check-config" and args.file:
+        args.config = args.file
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        print(f"codegraph-admin: {args.config}: {error}", file=sys.stderr)
+        return 2
+    handler = COMMANDS[args.command][0]
+    if args.command == "check-config":
+        return handler(settings, args)
+    setup_logging("warning")
+    try:
+        engine = Engine(settings, background=False)
+    except DatabaseInUse as error:
+        print(f"codegraph-admin: {error}", file=sys.stderr)
+        return 3
+    try:
+        return handler(engine, args)
+    except CodeGraphError as error:
+        print(f"codegraph-admin {args.command}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        engine.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

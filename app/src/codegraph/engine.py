@@ -1,0 +1,410 @@
+"""The engine: one object that owns the store, the operation log, the vector
+indexer and the backups, and the only place that writes.
+
+Every mutation is validated and planned, appended to the operation log, then
+committed to RocksDB as one batch, all under one write lock (RocksDB allows one
+writer per host; the lock also keeps the log and the database in the same order).
+A restore closes the store: the gate turns new callers away with 503 and waits
+for callers already inside before the store is swapped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codegraph import __version__, metrics
+from codegraph.errors import Conflict, DatabaseInUse, InvalidInput, NotFound, TooLarge, Unavailable
+from codegraph.settings import Settings
+from codegraph.store.backups import BackupStore, finish_swaps
+from codegraph.store.figures import rocksdb_figures
+from codegraph.store.graph import NODE_FIELDS, GraphStore
+from codegraph.store.oplog import OpLog
+from codegraph.store.options import build_options
+from codegraph.text import identifier_tokens
+from codegraph.vector.embed import embed_query, embed_record, normalize
+from codegraph.vector.index import IndexParams
+from codegraph.vector.indexer import Indexer
+
+log = logging.getLogger("codegraph.engine")
+
+
+class Gate:
+    """Lets any number of callers use the store, or none while it is swapped."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._users = 0
+        self.closed_for: str | None = None
+
+    @contextmanager
+    def use(self) -> Iterator[None]:
+        with self._cond:
+            if self.closed_for:
+                raise Unavailable(f"{self.closed_for} in progress; retry shortly")
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._users -= 1
+                if not self._users:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def closed(self, reason: str) -> Iterator[None]:
+        with self._cond:
+            if self.closed_for:
+                raise Conflict(f"{self.closed_for} already in progress")
+            self.closed_for = reason
+            while self._users:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.closed_for = None
+
+
+class Engine:
+    def __init__(self, settings: Settings, *, background: bool = True) -> None:
+        self.settings = settings
+        self.background = background
+        self.started = time.time()
+        self.gate = Gate()
+        self.write_lock = threading.Lock()
+        self.reads = 0  # operations observed since start, for auto-tune
+        self.writes = 0
+        self.last_compaction: dict[str, Any] | None = None
+        self.last_analyze: dict[str, Any] | None = None
+        self.indexer_errors = 0
+        self._lock_file = self._take_directory_lock()
+        try:
+            finish_swaps(Path(settings.database.path))  # an interrupted restore
+            self.oplog = OpLog(settings.oplog.path, retention_days=settings.oplog.retention_days,
+                               sync=settings.database.sync_writes)
+            self.backups = BackupStore(settings.backup.dir, settings.backup.keep)
+            self.open_store()
+            backups = self.backups.list()
+            if backups:
+                metrics.BACKUP_LAST_SUCCESS.set(backups[-1]["created_ts"])
+        except BaseException:
+            self._lock_file.close()
+            raise
+        self.oplog.prune()
+
+    # ------------------------------------------------------------ lifecycle
+    def _take_directory_lock(self):
+        path = self.settings.lock_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")  # noqa: SIM115 (held for the engine's lifetime)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise DatabaseInUse(
+                f"the data directory of {self.settings.database.path} is in use by another "
+                "process (is the codegraph service running? stop it first: systemctl stop codegraph)"
+            ) from None
+        return handle
+
+    def store_options(self):
+        db = self.settings.database
+        return build_options(db.tuning(), max_log_file_size=db.max_log_file_size,
+                             keep_log_file_num=db.keep_log_file_num)
+
+    def open_store(self) -> None:
+        db = self.settings.database
+        self.store = GraphStore(db.path, self.store_options(), sync=db.sync_writes)
+        vector = self.settings.vector
+        params = IndexParams(vector.index_type, vector.dimension, vector.M,
+                             vector.efConstruction, vector.efSearch)
+        self.indexer = Indexer(self.store, params, Path(vector.path) / "index.bin",
+                               on_error=self._count_indexer_error)
+        if self.background:
+            self.indexer.start()
+
+    def close_store(self, *, save_index: bool) -> None:
+        self.indexer.stop(save=save_index)
+        self.store.close()
+
+    def _count_indexer_error(self) -> None:
+        self.indexer_errors += 1
+
+    def close(self) -> None:
+        with self.gate.closed("shutdown"):
+            self.close_store(save_index=True)
+            self.oplog.close()
+        self._lock_file.close()
+
+    # -------------------------------------------------------------- writes
+    def _mutate(self, mutation: dict[str, Any]) -> dict[str, Any]:
+        with self.gate.use(), self.write_lock:
+            result = self._apply_locked(mutation)
+        self.indexer.notify()
+        return result
+
+    def _apply_locked(self, mutation: dict[str, Any]) -> dict[str, Any]:
+        """Plan, log, commit. The caller holds the write lock."""
+        ts = time.time()
+        plan = self.store.plan(mutation, ts)
+        self.oplog.append(ts, mutation)
+        self.store.commit(plan)
+        self.writes += 1
+        for operation in ("created", "updated", "deleted"):
+            if plan.result.get(operation):
+                metrics.NODES_WRITTEN.labels(operation=operation).inc(plan.result[operation])
+        return plan.result
+
+    def _check_nodes(self, nodes: list[dict[str, Any]]) -> None:
+        limit = self.settings.server.max_batch_nodes
+        if len(nodes) > limit:
+            raise TooLarge(f"{len(nodes)} nodes in one request; the limit is {limit} "
+                           "(server.max_batch_nodes)")
+        dimension = self.settings.vector.dimension
+        for node in nodes:
+            embedding = node.get("embedding")
+            if embedding is not None and len(embedding) != dimension:
+                raise InvalidInput(f"node {node['id']!r}: embedding has {len(embedding)} values; "
+                                   f"this service uses dimension {dimension}")
+            start, end = node.get("start_line"), node.get("end_line")
+            if start is not None and end is not None and end < start:
+                raise InvalidInput(f"node {node['id']!r}: end_line {end} is before start_line {start}")
+
+    def upsert(self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> dict[str, Any]:
+        self._check_nodes(nodes)
+        return self._mutate({"op": "upsert", "nodes": nodes, "edges": edges})
+
+    def patch_node(self, node_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change some fields of a node; the rest, its edges and its embedding stay."""
+        with self.gate.use(), self.write_lock:
+            current = self.store.get_records([node_id])[0]
+            if current is None:
+                raise NotFound(f"no node with id {node_id!r}")
+            merged = {key: current[key] for key in NODE_FIELDS}
+            if current["embedding_source"] == "client":
+                merged["embedding"] = self.store.get_embedding(node_id).tolist()
+            merged.update(changes)
+            self._check_nodes([merged])
+            self._apply_locked({"op": "upsert", "nodes": [merged], "edges": []})
+        self.indexer.notify()
+        return self.get_node(node_id)
+
+    def delete_node(self, node_id: str) -> dict[str, Any]:
+        return self._mutate({"op": "delete_nodes", "ids": [node_id]})
+
+    def put_edges(self, edges: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._mutate({"op": "upsert", "nodes": [], "edges": edges})
+
+    def delete_edges(self, edges: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._mutate({"op": "delete_edges", "edges": edges})
+
+    # --------------------------------------------------------------- reads
+    def get_node_raw(self, node_id: str) -> bytes:
+        with self.gate.use():
+            raw = self.store.get_raw(node_id)
+        self.reads += 1
+        if raw is None:
+            raise NotFound(f"no node with id {node_id!r}")
+        return raw
+
+    def get_node(self, node_id: str, *, include_embedding: bool = False) -> dict[str, Any]:
+        with self.gate.use():
+            record = self.store.get_records([node_id])[0]
+            if record is None:
+                raise NotFound(f"no node with id {node_id!r}")
+            if include_embedding:
+                record["embedding"] = self.embedding_of(record).tolist()
+        self.reads += 1
+        return record
+
+    def embedding_of(self, record: dict[str, Any]) -> np.ndarray:
+        if record["embedding_source"] == "client":
+            return self.store.get_embedding(record["id"])
+        return embed_record(record, self.settings.vector.dimension)
+
+    def list_nodes(self, **filters: Any) -> dict[str, Any]:
+        with self.gate.use():
+            page, cursor = self.store.list_nodes(**filters)
+        self.reads += 1
+        return {"nodes": page, "next_cursor": cursor}
+
+    def _require_node(self, node_id: str) -> None:
+        if self.store.get_raw(node_id) is None:
+            raise NotFound(f"no node with id {node_id!r}")
+
+    def node_edges(self, node_id: str, direction: str, edge_type: str | None,
+                   limit: int) -> dict[str, Any]:
+        with self.gate.use():
+            self._require_node(node_id)
+            edges = self.store.edges(node_id, direction, edge_type, limit)
+        self.reads += 1
+        return {"node_id": node_id, "edges": edges}
+
+    def neighbors(self, node_id: str, direction: str, edge_type: str | None,
+                  limit: int) -> dict[str, Any]:
+        with self.gate.use():
+            self._require_node(node_id)
+            edges = self.store.edges(node_id, direction, edge_type, limit)
+            other = list(dict.fromkeys(
+                edge["target"] if edge["source"] == node_id else edge["source"] for edge in edges))
+            records = [r for r in self.store.get_records(other) if r is not None]
+        self.reads += 1
+        return {"node_id": node_id, "neighbors": records}
+
+    # -------------------------------------------------------------- search
+    def search(self, *, query: str | None, mode: str, k: int, kind: str | None,
+               embedding: list[float] | None = None, ef_search: int | None = None) -> dict[str, Any]:
+        if mode == "text" and not query:
+            raise InvalidInput("text search needs a query (q)")
+        if mode in ("vector", "hybrid") and not query and embedding is None:
+            raise InvalidInput(f"{mode} search needs a query (q) or an embedding")
+        with self.gate.use():
+            text_hits = self._text_hits(query, kind, k) if mode in ("text", "hybrid") else []
+            vector_hits = (self._vector_hits(query, embedding, kind, k, ef_search)
+                           if mode in ("vector", "hybrid") else [])
+            if mode == "text":
+                ranked = text_hits
+            elif mode == "vector":
+                ranked = vector_hits
+            else:
+                ranked = _reciprocal_rank_fusion(text_hits, vector_hits)
+            ranked = ranked[:k]
+            records = self.store.get_records([node_id for node_id, _ in ranked])
+        metrics.SEARCH_QUERIES.labels(mode=mode).inc()
+        self.reads += 1
+        results = [{"score": round(score, 6), "node": record}
+                   for (_, score), record in zip(ranked, records, strict=True) if record]
+        return {"mode": mode, "k": k, "results": results}
+
+    def _text_hits(self, query: str, kind: str | None, k: int) -> list[tuple[str, float]]:
+        keys = list(dict.fromkeys([query.strip().lower(), *identifier_tokens(query)]))
+        return self.store.search_names([key for key in keys if key], kind, k)
+
+    def _vector_hits(self, query: str | None, embedding: list[float] | None, kind: str | None,
+                     k: int, ef_search: int | None) -> list[tuple[str, float]]:
+        dimension = self.settings.vector.dimension
+        if embedding is not None:
+            if len(embedding) != dimension:
+                raise InvalidInput(f"embedding has {len(embedding)} values; "
+                                   f"this service uses dimension {dimension}")
+            vector = normalize(np.asarray(embedding, dtype=np.float32))
+            if vector is None:
+                raise InvalidInput("embedding must not be all zeros")
+        else:
+            vector = embed_query(query, dimension)
+            if vector is None:
+                return []
+        index = self.indexer.index
+        # Over-fetch: some hits may be of another kind or stale (updated since indexed).
+        fetch = k * 4 if kind else k + 8
+        started = time.perf_counter()
+        found = index.search(vector, fetch, ef_search=ef_search)
+        elapsed = time.perf_counter() - started
+        metrics.VECTOR_SEARCH_SECONDS.observe(elapsed)
+        if self.indexer.stats.record(elapsed):
+            self.indexer.sample(vector, [node_id for node_id, _, _ in found], k)
+        current = self.store.get_records([node_id for node_id, _, _ in found])
+        hits = []
+        for (node_id, score, version), record in zip(found, current, strict=True):
+            # never a deleted node, nor one whose indexed vector is out of date
+            if record is not None and record["version"] == version and \
+                    (kind is None or record["kind"] == kind):
+                hits.append((node_id, score))
+        return hits[:k]
+
+    # -------------------------------------------------------- vector index
+    def vector_stats(self) -> dict[str, Any]:
+        return {**self.indexer.index.stats(), "lag": self.indexer.lag(),
+                "configured": self.indexer.configured.__dict__,
+                "rebuild": self.indexer.rebuild_status}
+
+    def vector_performance(self) -> dict[str, Any]:
+        return {**self.indexer.stats.summary(), "efSearch": self.indexer.index.ef_search,
+                "vectors_live": len(self.indexer.index.label_of)}
+
+    def rebuild_index(self, index_type: str, overrides: dict[str, int]) -> dict[str, Any]:
+        """Start a background rebuild; unspecified parameters keep their current values."""
+        current = self.indexer.index.params
+        params = IndexParams(index_type, current.dimension,
+                             overrides.get("M", current.M),
+                             overrides.get("efConstruction", current.efConstruction),
+                             overrides.get("efSearch", self.indexer.index.ef_search))
+        with self.gate.use():
+            return {"status": "started", "rebuild": self.indexer.rebuild(params)}
+
+    # --------------------------------------------------------------- stats
+    def stats(self) -> dict[str, Any]:
+        with self.gate.use():
+            counters = dict(self.store.counters)
+            db_size = self.store.property_int("rocksdb.total-sst-files-size") + \
+                self.store.property_int("rocksdb.cur-size-all-mem-tables")
+            lag = self.indexer.lag()
+            live = len(self.indexer.index.label_of)
+        backups = self.backups.list()
+        return {
+            "total_nodes": counters["nodes_total"],
+            "total_edges": counters["edges_total"],
+            "db_size_bytes": db_size,
+            "vector_count": live,
+            "vector_index_lag": lag,
+            "uptime_seconds": round(time.time() - self.started, 3),
+            "version": __version__,
+            "profile": self.settings.database.profile,
+            "oplog": {"last_lsn": self.oplog.last_lsn, "size_bytes": self.oplog.size_bytes()},
+            "backups": {"count": len(backups),
+                        "latest": backups[-1]["backup_id"] if backups else None},
+        }
+
+    def figures(self) -> dict[str, Any] | None:
+        """What the /metrics collector reads at scrape time; None while the store is closed."""
+        try:
+            with self.gate.use():
+                index = self.indexer.index
+                live = len(index.label_of)
+                return {
+                    "nodes": self.store.counters["nodes_total"],
+                    "edges": self.store.counters["edges_total"],
+                    "lag": self.indexer.lag(),
+                    "vectors_live": live,
+                    "vectors_stale": len(index.ids) - live,
+                    "rebuilding": self.indexer.is_rebuilding(),
+                    "rocksdb": rocksdb_figures(self.store),
+                }
+        except Unavailable:
+            return None
+
+    def health(self) -> dict[str, Any]:
+        checks: dict[str, str] = {}
+        healthy = True
+        try:
+            with self.gate.use():
+                self.store.db.get(b"m:nodes_total")
+            checks["database"] = "ok"
+        except Unavailable as error:
+            checks["database"], healthy = str(error), False
+        except Exception as error:  # a broken database must show as unhealthy, not as a 500
+            checks["database"], healthy = f"unreadable: {error}", False
+        checks["vector_index"] = "rebuilding" if self.indexer.is_rebuilding() else "ok"
+        usage = shutil.disk_usage(Path(self.settings.database.path).parent)
+        checks["disk_free_percent"] = f"{100 * usage.free / usage.total:.1f}"
+        return {"status": "healthy" if healthy else "unhealthy", "checks": checks,
+                "version": __version__}
+
+
+def _reciprocal_rank_fusion(*rankings: list[tuple[str, float]], k: int = 60) -> list[tuple[str, float]]:
+    """Combine ranked lists: each contributes 1 / (k + rank) per item."""
+    fused: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, (node_id, _) in enumerate(ranking, start=1):
+            fused[node_id] = fused.get(node_id, 0.0) + 1.0 / (k + rank)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))

@@ -1,0 +1,33 @@
+"""Errors raised below the HTTP layer; `api.errors` maps each to a status code."""
+
+
+class CodeGraphError(Exception):
+    """Base class: the message is safe to show to the client."""
+
+
+class InvalidInput(CodeGraphError):
+    """The request is well-formed but refers to something impossible."""
+
+
+class NotFound(CodeGraphError):
+    """A node, edge or backup that does not exist."""
+
+
+class Conflict(CodeGraphError):
+    """The operation cannot run now (another one is in progress)."""
+
+
+class TooLarge(CodeGraphError):
+    """A batch past the configured limits."""
+
+
+class Unavailable(CodeGraphError):
+    """The service cannot answer right now (restore in progress, index building)."""
+
+
+class DatabaseInUse(CodeGraphError):
+    """Another process holds the data directory."""
+
+
+class IntegrityError(CodeGraphError):
+    """Stored data or a backup failed verification."""

@@ -1,0 +1,1 @@
+"""Storage: RocksDB column families, the operation log and backups."""

@@ -1,0 +1,390 @@
+"""The graph in RocksDB: nodes, edges, lookups and the vector-index queue.
+
+Column families (all keys and values are bytes; ids never contain NUL):
+
+- ``nodes``       id -> node record (JSON, served as is by GET /nodes/{id})
+- ``embeddings``  id -> float32 vector, only for client-supplied embeddings
+- ``edges``       b"o" src NUL type NUL dst -> attributes (JSON)
+                  b"i" dst NUL type NUL src -> b""   (the reverse direction)
+- ``lookup``      b"k" kind NUL id, b"n" name-key NUL id -> b""
+- ``default``     b"m:" counters, and b"q" seq -> id: the queue of node changes
+                  the vector indexer has yet to apply (trimmed once the index
+                  that includes them is saved)
+
+Mutations are plain JSON-able dicts (what the operation log stores). Each is
+turned into one WriteBatch by ``plan`` and written atomically by ``commit``;
+the caller (the engine) holds the single write lock between the two.
+"""
+
+from __future__ import annotations
+
+import gc
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import rocksdict
+
+from codegraph.errors import DatabaseInUse, InvalidInput, NotFound
+from codegraph.text import name_keys
+
+COLUMN_FAMILIES = ("nodes", "embeddings", "edges", "lookup")
+EDGE_TYPES = ("contains", "imports", "calls", "inherits")
+# The client-settable fields of a node, as stored in its record.
+NODE_FIELDS = ("id", "kind", "name", "qualified_name", "path", "language", "start_line",
+               "end_line", "text", "docstring", "attributes")
+_COUNTERS = ("nodes_total", "edges_total", "vq_seq")
+_U64 = struct.Struct(">Q")
+SCAN_LIMIT = 100_000  # entries one list/search request may examine
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def _lookup_keys(record: dict[str, Any]) -> set[bytes]:
+    node_id = record["id"].encode()
+    keys = {b"k" + record["kind"].encode() + b"\0" + node_id}
+    for key in name_keys(record["name"], record.get("qualified_name")):
+        keys.add(b"n" + key.encode() + b"\0" + node_id)
+    return keys
+
+
+def _edge_keys(source: str, edge_type: str, target: str) -> tuple[bytes, bytes]:
+    src, kind, dst = source.encode(), edge_type.encode(), target.encode()
+    return b"o" + src + b"\0" + kind + b"\0" + dst, b"i" + dst + b"\0" + kind + b"\0" + src
+
+
+@dataclass
+class Plan:
+    """A mutation turned into one atomic batch, not yet written."""
+
+    batch: rocksdict.WriteBatch
+    counters: dict[str, int]
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+class GraphStore:
+    def __init__(self, path: str, options: rocksdict.Options, *, sync: bool) -> None:
+        try:
+            self.db = rocksdict.Rdict(
+                path, options, column_families={name: options for name in COLUMN_FAMILIES}
+            )
+        except Exception as error:  # rocksdict raises plain Exception
+            if "lock" in str(error).lower():
+                raise DatabaseInUse(f"the database at {path} is in use by another process") from None
+            raise
+        self.path = path
+        self.cf = {name: self.db.get_column_family(name) for name in COLUMN_FAMILIES}
+        self._handle = {name: self.db.get_column_family_handle(name) for name in COLUMN_FAMILIES}
+        self._write_options = rocksdict.WriteOptions()
+        self._write_options.sync = sync
+        self.counters = {name: self._read_counter(name) for name in _COUNTERS}
+
+    def _read_counter(self, name: str) -> int:
+        raw = self.db.get(b"m:" + name.encode())
+        return _U64.unpack(raw)[0] if raw else 0
+
+    def close(self) -> None:
+        """Close, and drop every handle: RocksDB's lock is released only once the
+        last Python reference to the database is gone."""
+        self.db.close()
+        self.cf, self._handle = {}, {}
+        self.db = None
+        gc.collect()
+
+    # ----------------------------------------------------------------- reads
+    def get_raw(self, node_id: str) -> bytes | None:
+        return self.cf["nodes"].get(node_id.encode())
+
+    def get_records(self, ids: list[str]) -> list[dict[str, Any] | None]:
+        if not ids:
+            return []
+        raws = self.cf["nodes"].get([node_id.encode() for node_id in ids])
+        return [orjson.loads(raw) if raw is not None else None for raw in raws]
+
+    def get_embedding(self, node_id: str) -> np.ndarray | None:
+        raw = self.cf["embeddings"].get(node_id.encode())
+        return np.frombuffer(raw, dtype=np.float32) if raw is not None else None
+
+    def scan(self, cf: str, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Keys and values of one column family that start with prefix."""
+        iterator = (self.db if cf == "default" else self.cf[cf]).iter()
+        iterator.seek(start if start is not None else prefix)
+        while iterator.valid():
+            key = iterator.key()
+            if not key.startswith(prefix):
+                break
+            yield key, iterator.value()
+            iterator.next()
+
+    def list_nodes(
+        self,
+        *,
+        kind: str | None,
+        language: str | None,
+        path_prefix: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of nodes in id order; the cursor is the last id of the previous page."""
+        after = cursor.encode() + b"\0" if cursor else b""
+        if kind:
+            prefix = b"k" + kind.encode() + b"\0"
+            ids = (key[len(prefix):] for key, _ in self.scan("lookup", prefix, prefix + after))
+            source = ((node_id, None) for node_id in ids)
+        else:
+            source = self.scan("nodes", b"", after or None)
+        page: list[dict[str, Any]] = []
+        last = None
+        for examined, (key, raw) in enumerate(source, start=1):
+            last = key.decode()
+            record = orjson.loads(raw) if raw is not None else self.get_records([last])[0]
+            if record is None:
+                continue
+            if language and record.get("language") != language:
+                continue
+            if path_prefix and not (record.get("path") or "").startswith(path_prefix):
+                continue
+            page.append(record)
+            if len(page) == limit or examined >= SCAN_LIMIT:
+                return page, last
+        return page, None
+
+    def edges(self, node_id: str, direction: str, edge_type: str | None, limit: int) -> list[dict]:
+        found: list[dict] = []
+        suffix = edge_type.encode() + b"\0" if edge_type else b""
+        if direction in ("out", "both"):
+            prefix = b"o" + node_id.encode() + b"\0" + suffix
+            for key, value in self.scan("edges", prefix):
+                source, kind, target = key[1:].split(b"\0")
+                found.append(_edge(source, kind, target, value))
+                if len(found) >= limit:
+                    return found
+        if direction in ("in", "both"):
+            prefix = b"i" + node_id.encode() + b"\0" + suffix
+            reverse = [key for key, _ in self.scan("edges", prefix)][: limit - len(found)]
+            parts = [key[1:].split(b"\0") for key in reverse]
+            forward = [b"o" + src + b"\0" + kind + b"\0" + dst for dst, kind, src in parts]
+            values = self.cf["edges"].get(forward) if forward else []
+            for (target, kind, source), value in zip(parts, values, strict=True):
+                found.append(_edge(source, kind, target, value or b"{}"))
+        return found
+
+    def search_names(self, keys: list[str], kind: str | None, limit: int) -> list[tuple[str, float]]:
+        """Nodes whose name or qualified name has a sub-word starting with a key.
+
+        An exact sub-word match scores 2, a prefix match 1, summed over keys.
+        """
+        scores: dict[bytes, float] = {}
+        examined = 0
+        for key in keys:
+            wanted = key.encode()
+            for entry, _ in self.scan("lookup", b"n" + wanted):
+                word, _, node_id = entry[1:].partition(b"\0")
+                scores[node_id] = scores.get(node_id, 0.0) + (2.0 if word == wanted else 1.0)
+                examined += 1
+                if examined >= SCAN_LIMIT:
+                    break
+        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+        if kind:
+            kind_prefix = b"k" + kind.encode() + b"\0"
+            ranked = [(node_id, score) for node_id, score in ranked
+                      if self.cf["lookup"].get(kind_prefix + node_id) is not None]
+        return [(node_id.decode(), score) for node_id, score in ranked[:limit]]
+
+    def queue_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
+        """Vector-queue entries with a sequence number greater than seq."""
+        entries = []
+        for key, value in self.scan("default", b"q", b"q" + _U64.pack(seq + 1)):
+            entries.append((_U64.unpack(key[1:])[0], value.decode()))
+            if len(entries) >= limit:
+                break
+        return entries
+
+    def trim_queue(self, up_to_seq: int) -> None:
+        """Forget queue entries that a saved vector index already includes."""
+        self.db.delete_range(b"q", b"q" + _U64.pack(up_to_seq + 1))
+
+    # ---------------------------------------------------------------- writes
+    def plan(self, mutation: dict[str, Any], ts: float) -> Plan:
+        plan = Plan(rocksdict.WriteBatch(raw_mode=True), dict(self.counters))
+        operation = mutation["op"]
+        if operation == "upsert":
+            self._plan_upsert(plan, mutation, ts)
+        elif operation == "delete_nodes":
+            self._plan_delete_nodes(plan, mutation["ids"])
+        elif operation == "delete_edges":
+            self._plan_delete_edges(plan, mutation["edges"])
+        else:
+            raise ValueError(f"unknown mutation {operation!r}")
+        for name in _COUNTERS:
+            if plan.counters[name] != self.counters[name]:
+                plan.batch.put(b"m:" + name.encode(), _U64.pack(plan.counters[name]))
+        return plan
+
+    def commit(self, plan: Plan) -> None:
+        self.db.write(plan.batch, self._write_options)
+        self.counters = plan.counters
+
+    def set_counters(self, **exact: int) -> bool:
+        """Overwrite counters with recounted values; True if any had drifted."""
+        drifted = {name: value for name, value in exact.items() if self.counters[name] != value}
+        if drifted:
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            for name, value in drifted.items():
+                batch.put(b"m:" + name.encode(), _U64.pack(value))
+            self.db.write(batch, self._write_options)
+            self.counters = {**self.counters, **drifted}
+        return bool(drifted)
+
+    def _enqueue(self, plan: Plan, node_key: bytes) -> None:
+        plan.counters["vq_seq"] += 1
+        plan.batch.put(b"q" + _U64.pack(plan.counters["vq_seq"]), node_key)
+
+    def _plan_upsert(self, plan: Plan, mutation: dict[str, Any], ts: float) -> None:
+        nodes = mutation.get("nodes", [])
+        edges = mutation.get("edges", [])
+        ids = [node["id"] for node in nodes]
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            twice = next(node_id for node_id in ids if node_id in seen or seen.add(node_id))
+            raise InvalidInput(f"node id {twice!r} appears more than once in the request")
+        batch, nodes_cf, lookup, embeddings = (
+            plan.batch, self._handle["nodes"], self._handle["lookup"], self._handle["embeddings"]
+        )
+        stamp = iso(ts)
+        created = 0
+        olds = self.cf["nodes"].get([node_id.encode() for node_id in ids]) if ids else []
+        for node, old_raw in zip(nodes, olds, strict=True):
+            old = orjson.loads(old_raw) if old_raw is not None else None
+            embedding = node.get("embedding")
+            record = {name: node.get(name) for name in NODE_FIELDS}
+            record["attributes"] = record["attributes"] or {}
+            record |= {
+                "embedding_source": "client" if embedding is not None else "computed",
+                "version": old["version"] + 1 if old else 1,
+                "created_at": old["created_at"] if old else stamp,
+                "updated_at": stamp,
+            }
+            key = node["id"].encode()
+            batch.put(key, orjson.dumps(record), nodes_cf)
+            new_keys = _lookup_keys(record)
+            old_keys = _lookup_keys(old) if old else set()
+            for stale in old_keys - new_keys:
+                batch.delete(stale, lookup)
+            for fresh in new_keys - old_keys:
+                batch.put(fresh, b"", lookup)
+            if embedding is not None:
+                batch.put(key, np.asarray(embedding, dtype=np.float32).tobytes(), embeddings)
+            elif old and old["embedding_source"] == "client":
+                batch.delete(key, embeddings)
+            self._enqueue(plan, key)
+            created += old is None
+        plan.counters["nodes_total"] += created
+        edges_created = self._plan_put_edges(plan, edges, set(ids))
+        plan.result = {
+            "upserted": len(nodes),
+            "created": created,
+            "updated": len(nodes) - created,
+            "edges_upserted": len(edges),
+            "edges_created": edges_created,
+        }
+
+    def _plan_put_edges(self, plan: Plan, edges: list[dict], batch_ids: set[str]) -> int:
+        if not edges:
+            return 0
+        named = {e["source"] for e in edges} | {e["target"] for e in edges}
+        endpoints = sorted(named - batch_ids)
+        present = self.cf["nodes"].get([node_id.encode() for node_id in endpoints])
+        missing = [node_id for node_id, raw in zip(endpoints, present, strict=True) if raw is None]
+        if missing:
+            shown = ", ".join(repr(node_id) for node_id in missing[:5])
+            raise InvalidInput(f"edges refer to unknown node ids: {shown}"
+                               + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+        by_key = {}
+        for edge in edges:
+            keys = _edge_keys(edge["source"], edge["type"], edge["target"])
+            by_key[keys] = orjson.dumps(edge.get("attributes") or {})
+        existing = self.cf["edges"].get([forward for forward, _ in by_key])
+        handle = self._handle["edges"]
+        for ((forward, reverse), attributes), before in zip(by_key.items(), existing, strict=True):
+            plan.batch.put(forward, attributes, handle)
+            plan.batch.put(reverse, b"", handle)
+            plan.counters["edges_total"] += before is None
+        return sum(before is None for before in existing)
+
+    def _plan_delete_nodes(self, plan: Plan, ids: list[str]) -> None:
+        ids = list(dict.fromkeys(ids))
+        olds = self.get_records(ids)
+        missing = [node_id for node_id, old in zip(ids, olds, strict=True) if old is None]
+        if missing:
+            raise NotFound(f"no node with id {missing[0]!r}")
+        removed_edges: set[bytes] = set()
+        handle = self._handle["edges"]
+        for old in olds:
+            key = old["id"].encode()
+            plan.batch.delete(key, self._handle["nodes"])
+            plan.batch.delete(key, self._handle["embeddings"])
+            for lookup_key in _lookup_keys(old):
+                plan.batch.delete(lookup_key, self._handle["lookup"])
+            for edge_key, _ in self.scan("edges", b"o" + key + b"\0"):
+                source, kind, target = edge_key[1:].split(b"\0")
+                removed_edges.add(edge_key)
+                plan.batch.delete(edge_key, handle)
+                plan.batch.delete(b"i" + target + b"\0" + kind + b"\0" + source, handle)
+            for edge_key, _ in self.scan("edges", b"i" + key + b"\0"):
+                target, kind, source = edge_key[1:].split(b"\0")
+                forward = b"o" + source + b"\0" + kind + b"\0" + target
+                removed_edges.add(forward)
+                plan.batch.delete(edge_key, handle)
+                plan.batch.delete(forward, handle)
+            self._enqueue(plan, key)
+        plan.counters["nodes_total"] -= len(olds)
+        plan.counters["edges_total"] -= len(removed_edges)
+        plan.result = {"deleted": len(olds), "edges_deleted": len(removed_edges)}
+
+    def _plan_delete_edges(self, plan: Plan, edges: list[dict]) -> None:
+        keys = {_edge_keys(e["source"], e["type"], e["target"]) for e in edges}
+        present = self.cf["edges"].get([forward for forward, _ in keys]) if keys else []
+        for (forward, reverse), value in zip(keys, present, strict=True):
+            if value is None:
+                source, kind, target = forward[1:].split(b"\0")
+                raise NotFound(f"no edge {source.decode()!r} -{kind.decode()}-> {target.decode()!r}")
+            plan.batch.delete(forward, self._handle["edges"])
+            plan.batch.delete(reverse, self._handle["edges"])
+        plan.counters["edges_total"] -= len(keys)
+        plan.result = {"edges_deleted": len(keys)}
+
+    # ------------------------------------------------------------ properties
+    def property_int(self, name: str) -> int:
+        """A RocksDB integer property summed over every column family."""
+        total = self.db.property_int_value(name) or 0
+        for cf in self.cf.values():
+            total += cf.property_int_value(name) or 0
+        return total
+
+    def statistics(self) -> dict[str, int]:
+        """RocksDB's statistics tickers (COUNT values) by name."""
+        text = self.db.property_value("rocksdb.options-statistics") or ""
+        tickers = {}
+        for line in text.splitlines():
+            name, _, rest = line.partition(" COUNT : ")
+            if rest.isdigit():  # histograms carry more fields; only tickers are wanted
+                tickers[name] = int(rest)
+        return tickers
+
+
+def _edge(source: bytes, kind: bytes, target: bytes, attributes: bytes) -> dict[str, Any]:
+    return {
+        "source": source.decode(),
+        "type": kind.decode(),
+        "target": target.decode(),
+        "attributes": orjson.loads(attributes),
+    }

@@ -1,0 +1,23 @@
+"""Identifier-aware tokenizing, shared by the name index and the embedding."""
+
+from __future__ import annotations
+
+import re
+
+# Splits "parseHTTPRequest_v2.foo" into parse, http, request, v2, foo.
+_TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+")
+
+
+def identifier_tokens(text: str) -> list[str]:
+    """Lower-cased sub-words of an identifier or free text, in order."""
+    return [match.group(0).lower() for match in _TOKEN.finditer(text)]
+
+
+def name_keys(name: str, qualified_name: str | None) -> set[str]:
+    """What the name index stores for a node: the whole names and their sub-words."""
+    keys = {name.lower(), *identifier_tokens(name)}
+    if qualified_name:
+        keys.add(qualified_name.lower())
+        keys.update(identifier_tokens(qualified_name))
+    keys.discard("")
+    return keys

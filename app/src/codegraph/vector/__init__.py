@@ -1,0 +1,1 @@
+"""Similarity search: deterministic embeddings, the FAISS index, its background indexer."""
