@@ -15,6 +15,7 @@ from codegraph.engine import Engine
 from codegraph.errors import InvalidInput
 from codegraph.store.figures import rocksdb_figures
 from codegraph.store.graph import COLUMN_FAMILIES, iso
+from codegraph.store.graph import entries as store_entries
 
 MAX_REPORTED_PROBLEMS = 1000
 EF_CANDIDATES = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -34,18 +35,23 @@ def rocksdb_stats(engine: Engine) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ integrity
+class _Report:
+    def __init__(self) -> None:
+        self.problems: list[dict[str, str]] = []
+        self.count = 0
+
+    def add(self, kind: str, detail: str) -> None:
+        self.count += 1
+        if len(self.problems) < MAX_REPORTED_PROBLEMS:
+            self.problems.append({"type": kind, "detail": detail})
+
+
 def check_integrity(engine: Engine) -> dict[str, Any]:
-    """Read every entry with checksums verified, then cross-check the structures."""
+    """Read every entry with checksums verified, then cross-check the structures:
+    edges and lookups to missing nodes, one-sided edges, vector-index entries
+    without nodes and nodes missing from the index, drifted counters."""
     started = time.monotonic()
-    problems: list[dict[str, str]] = []
-    problem_count = 0
-
-    def problem(kind: str, detail: str) -> None:
-        nonlocal problem_count
-        problem_count += 1
-        if len(problems) < MAX_REPORTED_PROBLEMS:
-            problems.append({"type": kind, "detail": detail})
-
+    report = _Report()
     with engine.gate.use():
         store = engine.store
         # One consistent view: every snapshot taken while no write can happen.
@@ -59,81 +65,90 @@ def check_integrity(engine: Engine) -> dict[str, Any]:
         read_options = rocksdict.ReadOptions()
         read_options.set_verify_checksums(True)
         read_options.fill_cache(False)
-
-        def entries(name: str):
-            iterator = snapshots[name].iter(read_options)
+        scanned: dict[str, list[tuple[bytes, bytes]]] = {}
+        for name, snapshot in snapshots.items():
+            iterator = snapshot.iter(read_options)
             iterator.seek_to_first()
-            while iterator.valid():
-                yield iterator.key(), iterator.value()
-                iterator.next()
-
-        checked: dict[str, int] = {}
-        nodes: dict[bytes, tuple[str, int]] = {}
-        try:
-            for key, value in entries("nodes"):
-                try:
-                    record = orjson.loads(value)
-                    nodes[key] = (record["kind"], record["version"])
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    problem("bad_record", f"node {key!r} is not a valid record")
-            checked["nodes"] = len(nodes)
-            pending = {value for key, value in entries("default") if key.startswith(b"q")
-                       and int.from_bytes(key[1:], "big") > indexed_seq}
-            forward, reverse = set(), set()
-            for key, _ in entries("edges"):
-                first, kind, second = key[1:].split(b"\0")
-                missing = [n for n in (first, second) if n not in nodes]
-                if missing:
-                    problem("edge_to_missing_node", f"{key!r} refers to missing {missing[0]!r}")
-                if key.startswith(b"o"):
-                    forward.add((first, kind, second))
-                else:
-                    reverse.add((second, kind, first))
-            for source, kind, target in forward - reverse:
-                problem("edge_without_reverse", f"{source!r} -{kind.decode()}-> {target!r}")
-            for source, kind, target in reverse - forward:
-                problem("reverse_without_edge", f"{source!r} -{kind.decode()}-> {target!r}")
-            edges = len(forward)
-            checked["edges"] = edges
-            kinds_seen = set()
-            for key, _ in entries("lookup"):
-                node_id = key[1:].partition(b"\0")[2]
-                if node_id not in nodes:
-                    problem("lookup_to_missing_node", f"lookup entry {key!r}")
-                elif key.startswith(b"k"):
-                    kinds_seen.add(node_id)
-            for node_id in nodes.keys() - kinds_seen:
-                problem("node_not_in_lookup", f"node {node_id!r} missing from the kind index")
-            checked["embeddings"] = 0
-            for key, value in entries("embeddings"):
-                checked["embeddings"] += 1
-                if key not in nodes:
-                    problem("embedding_without_node", f"embedding of {key!r}")
-                elif len(value) != 4 * engine.settings.vector.dimension:
-                    problem("bad_embedding", f"embedding of {key!r} has {len(value) // 4} values")
-        except Exception as error:  # RocksDB reports a checksum mismatch as an error
-            problem("corruption", str(error))
-        for node_id in indexed.keys() - {key.decode() for key in nodes}:
-            if node_id.encode() not in pending:
-                problem("index_entry_without_node", f"vector index has {node_id!r}")
-        if not engine.indexer.is_rebuilding():
-            for key, (_, version) in nodes.items():
-                if indexed.get(key.decode()) != version and key not in pending:
-                    problem("node_not_indexed", f"node {key!r} (version {version})")
-        checked["vector_index_entries"] = len(indexed)
-        if counters["nodes_total"] != len(nodes):
-            problem("counter_drift", f"nodes_total is {counters['nodes_total']}, counted {len(nodes)}")
-        if counters["edges_total"] != checked.get("edges", 0):
-            problem("counter_drift",
-                    f"edges_total is {counters['edges_total']}, counted {checked.get('edges')}")
+            try:
+                scanned[name] = list(store_entries(iterator))
+            except Exception as error:  # RocksDB reports a checksum mismatch as an error
+                report.add("corruption", f"column family {name}: {error}")
+    checked = _cross_check(report, scanned, counters, indexed, indexed_seq,
+                           dimension=engine.settings.vector.dimension,
+                           rebuilding=engine.indexer.is_rebuilding())
     return {
-        "status": "ok" if problem_count == 0 else "problems_found",
+        "status": "ok" if report.count == 0 else "problems_found",
         "checked": checked,
-        "problem_count": problem_count,
-        "problems": problems,
+        "skipped": sorted(set(snapshots) - set(scanned)),
+        "problem_count": report.count,
+        "problems": report.problems,
         "duration_seconds": round(time.monotonic() - started, 3),
         "checked_at": iso(time.time()),
     }
+
+
+def _cross_check(report: _Report, scanned: dict[str, list[tuple[bytes, bytes]]],
+                 counters: dict[str, int], indexed: dict[str, int], indexed_seq: int, *,
+                 dimension: int, rebuilding: bool) -> dict[str, int]:
+    """Checks over what could be read; those needing an unreadable family are skipped."""
+    checked: dict[str, int] = {}
+    if "nodes" not in scanned:
+        return checked
+    nodes: dict[bytes, int] = {}
+    for key, value in scanned["nodes"]:
+        try:
+            nodes[key] = orjson.loads(value)["version"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            report.add("bad_record", f"node {key!r} is not a valid record")
+    checked["nodes"] = len(nodes)
+    if counters["nodes_total"] != len(nodes):
+        report.add("counter_drift", f"nodes_total is {counters['nodes_total']}, counted {len(nodes)}")
+    if "edges" in scanned:
+        forward, reverse = set(), set()
+        for key, _ in scanned["edges"]:
+            first, kind, second = key[1:].split(b"\0")
+            missing = [n for n in (first, second) if n not in nodes]
+            if missing:
+                report.add("edge_to_missing_node", f"{key!r} refers to missing {missing[0]!r}")
+            (forward if key.startswith(b"o") else reverse).add(
+                (first, kind, second) if key.startswith(b"o") else (second, kind, first))
+        for source, kind, target in forward - reverse:
+            report.add("edge_without_reverse", f"{source!r} -{kind.decode()}-> {target!r}")
+        for source, kind, target in reverse - forward:
+            report.add("reverse_without_edge", f"{source!r} -{kind.decode()}-> {target!r}")
+        checked["edges"] = len(forward)
+        if counters["edges_total"] != len(forward):
+            report.add("counter_drift",
+                       f"edges_total is {counters['edges_total']}, counted {len(forward)}")
+    if "lookup" in scanned:
+        in_kind_index = set()
+        for key, _ in scanned["lookup"]:
+            node_id = key[1:].partition(b"\0")[2]
+            if node_id not in nodes:
+                report.add("lookup_to_missing_node", f"lookup entry {key!r}")
+            elif key.startswith(b"k"):
+                in_kind_index.add(node_id)
+        for node_id in nodes.keys() - in_kind_index:
+            report.add("node_not_in_lookup", f"node {node_id!r} missing from the kind index")
+    if "embeddings" in scanned:
+        checked["embeddings"] = len(scanned["embeddings"])
+        for key, value in scanned["embeddings"]:
+            if key not in nodes:
+                report.add("embedding_without_node", f"embedding of {key!r}")
+            elif len(value) != 4 * dimension:
+                report.add("bad_embedding", f"embedding of {key!r} has {len(value) // 4} values")
+    if "default" in scanned:
+        pending = {value for key, value in scanned["default"]
+                   if key.startswith(b"q") and int.from_bytes(key[1:], "big") > indexed_seq}
+        for node_id in indexed.keys() - {key.decode() for key in nodes}:
+            if node_id.encode() not in pending:
+                report.add("index_entry_without_node", f"vector index has {node_id!r}")
+        if not rebuilding:
+            for key, version in nodes.items():
+                if indexed.get(key.decode()) != version and key not in pending:
+                    report.add("node_not_indexed", f"node {key!r} (version {version})")
+        checked["vector_index_entries"] = len(indexed)
+    return checked
 
 
 # ----------------------------------------------------------------- compaction

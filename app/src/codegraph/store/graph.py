@@ -117,12 +117,7 @@ class GraphStore:
         """Keys and values of one column family that start with prefix."""
         iterator = (self.db if cf == "default" else self.cf[cf]).iter()
         iterator.seek(start if start is not None else prefix)
-        while iterator.valid():
-            key = iterator.key()
-            if not key.startswith(prefix):
-                break
-            yield key, iterator.value()
-            iterator.next()
+        yield from entries(iterator, prefix)
 
     def list_nodes(
         self,
@@ -379,6 +374,21 @@ class GraphStore:
             if rest.isdigit():  # histograms carry more fields; only tickers are wanted
                 tickers[name] = int(rest)
         return tickers
+
+
+def entries(iterator: rocksdict.RdictIter, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+    """Entries from a positioned iterator while keys start with prefix.
+
+    A read error (a checksum mismatch, say) ends RocksDB's iteration as if the
+    data had ended; status() turns it back into the exception it is.
+    """
+    while iterator.valid():
+        key = iterator.key()
+        if not key.startswith(prefix):
+            return
+        yield key, iterator.value()
+        iterator.next()
+    iterator.status()
 
 
 def _edge(source: bytes, kind: bytes, target: bytes, attributes: bytes) -> dict[str, Any]:

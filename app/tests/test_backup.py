@@ -1,0 +1,133 @@
+"""Backups, restore and point-in-time recovery."""
+
+import json
+import math
+import time
+from pathlib import Path
+
+from conftest import node, wait_for_index
+
+
+def _ids(client) -> list[str]:
+    return [n["id"] for n in client.get("/nodes", params={"limit": 1000}).json()["nodes"]]
+
+
+def _snapshot(client) -> list[dict]:
+    return client.get("/nodes", params={"limit": 1000}).json()["nodes"]
+
+
+def test_backup_change_restore_gives_back_exactly_the_data(client, engine, settings):
+    client.post("/nodes", json={"nodes": [node(f"b:{i}", text=f"body {i}") for i in range(50)],
+                                "edges": [{"source": "b:1", "target": "b:2", "type": "calls"}]})
+    before = _snapshot(client)
+    backup = client.post("/backup").json()
+    assert backup["backup_id"] and backup["nodes_total"] == 50
+    manifest = json.loads((Path(settings.backup.dir) / backup["backup_id"] / "manifest.json").read_text())
+    assert any(name.startswith("rocksdb/") and name.endswith(".sst") for name in manifest["files"])
+    assert "vector/index.bin" in manifest["files"]
+    assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
+    assert [b["backup_id"] for b in client.get("/backup").json()["backups"]] == [backup["backup_id"]]
+
+    client.delete("/nodes/b:1")
+    client.post("/nodes", json={"nodes": [node("b:new"), node("b:3", text="changed")]})
+    restored = client.post("/backup/restore", json={"backup_id": backup["backup_id"]})
+    assert restored.status_code == 200, restored.text
+    assert Path(restored.json()["replaced_data_kept_at"]).is_dir()
+    assert _snapshot(client) == before
+    assert client.get("/nodes/b:1/edges").json()["edges"][0]["target"] == "b:2"
+    assert client.get("/stats").json()["total_nodes"] == 50
+    wait_for_index(engine)
+    assert client.post("/integrity/check").json()["status"] == "ok"
+
+
+def test_a_damaged_backup_is_refused_before_anything_is_replaced(client, settings):
+    client.post("/nodes", json={"nodes": [node("d:1")]})
+    backup_id = client.post("/backup").json()["backup_id"]
+    client.post("/nodes", json={"nodes": [node("d:2")]})
+    # Damage the backup's own copy (its SST files are hard links to live ones
+    # until compaction replaces those, so write a new file rather than in place).
+    sst = next((Path(settings.backup.dir) / backup_id / "rocksdb").glob("*.sst"))
+    damaged = bytearray(sst.read_bytes())
+    damaged[10:12] = b"\xff\xfe"
+    sst.unlink()
+    sst.write_bytes(bytes(damaged))
+    refused = client.post("/backup/restore", json={"backup_id": backup_id})
+    assert refused.status_code == 422 and "sha256 mismatch" in refused.text
+    assert sorted(_ids(client)) == ["d:1", "d:2"]
+    assert client.post("/backup/restore", json={"backup_id": "20260101T000000Z-abcdef"}).status_code == 404
+    assert client.post("/backup/restore", json={"backup_id": "../../etc"}).status_code == 422
+    assert client.post("/backup/restore", json={}).status_code == 422
+
+
+def _tick() -> str:
+    """Wait into the next second; return the second just finished, as the runbook writes it."""
+    now = time.time()
+    second = math.ceil(now)
+    time.sleep(second - now + 0.05)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second - 1 if second - 1 >= now else second))
+
+
+def _moment_after_now() -> str:
+    """A recovery time at or after every write so far and before any later one."""
+    now = time.time()
+    second = math.ceil(now)
+    time.sleep(second - now + 0.05)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+
+
+def test_point_in_time_recovery_gives_exactly_the_state_at_that_time(client, engine):
+    client.post("/nodes", json={"nodes": [node("p:base")]})
+    client.post("/backup")
+    client.post("/nodes", json={"nodes": [node("p:one", text="first version")]})
+    client.delete("/nodes/p:base")
+    at_first = _moment_after_now()
+    state_first = _snapshot(client)
+    client.post("/nodes", json={"nodes": [node("p:one", text="second version"), node("p:two")]})
+    at_second = _moment_after_now()
+    state_second = _snapshot(client)
+    client.post("/nodes", json={"nodes": [node("p:three")]})
+
+    recovered = client.post("/recovery/point-in-time", json={"recovery_time": at_first})
+    assert recovered.status_code == 200, recovered.text
+    assert recovered.json()["replayed_operations"] == 2
+    assert _snapshot(client) == state_first
+
+    # A later recovery can still reach a moment of the replaced timeline.
+    again = client.post("/recovery/point-in-time", json={"recovery_time": at_second})
+    assert again.status_code == 200, again.text
+    assert _snapshot(client) == state_second
+    wait_for_index(engine)
+    assert client.post("/integrity/check").json()["status"] == "ok"
+
+    # ...and the moment right after that recovery is the recovered state.
+    client.post("/nodes", json={"nodes": [node("p:four")]})
+    after_recovery = _moment_after_now()
+    state_after = _snapshot(client)
+    client.delete("/nodes/p:four")
+    assert client.post("/recovery/point-in-time", json={"recovery_time": after_recovery}).status_code == 200
+    assert _snapshot(client) == state_after
+
+
+def test_point_in_time_errors(client):
+    assert client.post("/recovery/point-in-time",
+                       json={"recovery_time": "2026-01-01 00:00:00"}).status_code == 422
+    client.post("/nodes", json={"nodes": [node("e:1")]})
+    client.post("/backup")
+    cases = {
+        "yesterday at noon": "not of the form",
+        "2026-13-45 99:00:00": "not of the form",
+        "2000-01-01 00:00:00": "no backup at or before",
+        "2999-01-01 00:00:00": "in the future",
+    }
+    for text, message in cases.items():
+        response = client.post("/recovery/point-in-time", json={"recovery_time": text})
+        assert response.status_code == 422 and message in response.text, response.text
+    assert client.post("/recovery/point-in-time", json={"recovery_time": 5}).status_code == 422
+    assert _ids(client) == ["e:1"]
+
+
+def test_backup_retention_keeps_the_newest(client, engine):
+    engine.backups.keep = 2
+    made = [client.post("/backup").json()["backup_id"] for _ in range(3)]
+    listed = [b["backup_id"] for b in client.get("/backup").json()["backups"]]
+    assert listed == made[1:]
