@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -69,8 +70,12 @@ def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
 
 
 def node(node_id: str, **fields: Any) -> dict[str, Any]:
-    return {"id": node_id, "kind": fields.pop("kind", "function"),
-            "name": fields.pop("name", node_id.rsplit(":", 1)[-1]), **fields}
+    return {
+        "id": node_id,
+        "kind": fields.pop("kind", "function"),
+        "name": fields.pop("name", node_id.rsplit(":", 1)[-1]),
+        **fields,
+    }
 
 
 def wait_for_index(engine: Engine, timeout: float = 20) -> None:
@@ -109,8 +114,8 @@ class Served:
 
     def client(self, key: str | None = API_KEY) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers,
-                            verify=str(self.ca_file) if self.ca_file else False, timeout=60)
+        verify = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else False
+        return httpx.Client(base_url=self.url, headers=headers, verify=verify, timeout=60)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -123,11 +128,14 @@ class Served:
 
 
 def start_server(root: Path, *, tls: bool = True, **sections: dict[str, Any]) -> Served:
-    import tomli_w  # noqa: PLC0415 (test-only dependency)
+    import tomli_w
 
     port, metrics_port = free_port(), free_port()
-    server: dict[str, Any] = {"port": port, "metrics_port": metrics_port,
-                              "log_file": str(root / "logs" / "codegraph.log")}
+    server: dict[str, Any] = {
+        "port": port,
+        "metrics_port": metrics_port,
+        "log_file": str(root / "logs" / "codegraph.log"),
+    }
     ca_file = None
     if tls:
         ca = trustme.CA()
@@ -137,18 +145,22 @@ def start_server(root: Path, *, tls: bool = True, **sections: dict[str, Any]) ->
         cert.cert_chain_pems[0].write_to_path(str(root / "config" / "server.crt"))
         ca_file = root / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
-        server |= {"tls_cert": str(root / "config" / "server.crt"),
-                   "tls_key": str(root / "config" / "server.key")}
+        server |= {
+            "tls_cert": str(root / "config" / "server.crt"),
+            "tls_key": str(root / "config" / "server.key"),
+        }
     (root / "logs").mkdir(parents=True, exist_ok=True)
     config = config_for(root, server=server | sections.pop("server", {}), **sections)
     config_path = root / "config" / "codegraph.toml"
     config_path.write_text(tomli_w.dumps(config))
     log_path = root / "logs" / "stderr.log"
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("codegraph-api")), "--config", str(config_path)],
-        stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    with open(log_path, "ab") as log_file:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("codegraph-api")), "--config", str(config_path)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     served = Served(root, config_path, port, metrics_port, process, ca_file, log_path)
     wait_healthy(served)
     return served

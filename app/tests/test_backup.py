@@ -17,16 +17,25 @@ def _snapshot(client) -> list[dict]:
 
 
 def test_backup_change_restore_gives_back_exactly_the_data(client, engine, settings):
-    client.post("/nodes", json={"nodes": [node(f"b:{i}", text=f"body {i}") for i in range(50)],
-                                "edges": [{"source": "b:1", "target": "b:2", "type": "calls"}]})
+    client.post(
+        "/nodes",
+        json={
+            "nodes": [node(f"b:{i}", text=f"body {i}") for i in range(50)],
+            "edges": [{"source": "b:1", "target": "b:2", "type": "calls"}],
+        },
+    )
     before = _snapshot(client)
     backup = client.post("/backup").json()
     assert backup["backup_id"] and backup["nodes_total"] == 50
-    manifest = json.loads((Path(settings.backup.dir) / backup["backup_id"] / "manifest.json").read_text())
+    manifest = json.loads(
+        (Path(settings.backup.dir) / backup["backup_id"] / "manifest.json").read_text()
+    )
     assert any(name.startswith("rocksdb/") and name.endswith(".sst") for name in manifest["files"])
     assert "vector/index.bin" in manifest["files"]
     assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
-    assert [b["backup_id"] for b in client.get("/backup").json()["backups"]] == [backup["backup_id"]]
+    assert [b["backup_id"] for b in client.get("/backup").json()["backups"]] == [
+        backup["backup_id"]
+    ]
 
     client.delete("/nodes/b:1")
     client.post("/nodes", json={"nodes": [node("b:new"), node("b:3", text="changed")]})
@@ -54,7 +63,10 @@ def test_a_damaged_backup_is_refused_before_anything_is_replaced(client, setting
     refused = client.post("/backup/restore", json={"backup_id": backup_id})
     assert refused.status_code == 422 and "sha256 mismatch" in refused.text
     assert sorted(_ids(client)) == ["d:1", "d:2"]
-    assert client.post("/backup/restore", json={"backup_id": "20260101T000000Z-abcdef"}).status_code == 404
+    assert (
+        client.post("/backup/restore", json={"backup_id": "20260101T000000Z-abcdef"}).status_code
+        == 404
+    )
     assert client.post("/backup/restore", json={"backup_id": "../../etc"}).status_code == 422
     assert client.post("/backup/restore", json={}).status_code == 422
 
@@ -64,7 +76,9 @@ def _tick() -> str:
     now = time.time()
     second = math.ceil(now)
     time.sleep(second - now + 0.05)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second - 1 if second - 1 >= now else second))
+    return time.strftime(
+        "%Y-%m-%d %H:%M:%S", time.localtime(second - 1 if second - 1 >= now else second)
+    )
 
 
 def _moment_after_now() -> str:
@@ -104,13 +118,20 @@ def test_point_in_time_recovery_gives_exactly_the_state_at_that_time(client, eng
     after_recovery = _moment_after_now()
     state_after = _snapshot(client)
     client.delete("/nodes/p:four")
-    assert client.post("/recovery/point-in-time", json={"recovery_time": after_recovery}).status_code == 200
+    assert (
+        client.post("/recovery/point-in-time", json={"recovery_time": after_recovery}).status_code
+        == 200
+    )
     assert _snapshot(client) == state_after
 
 
 def test_point_in_time_errors(client):
-    assert client.post("/recovery/point-in-time",
-                       json={"recovery_time": "2026-01-01 00:00:00"}).status_code == 422
+    assert (
+        client.post(
+            "/recovery/point-in-time", json={"recovery_time": "2026-01-01 00:00:00"}
+        ).status_code
+        == 422
+    )
     client.post("/nodes", json={"nodes": [node("e:1")]})
     client.post("/backup")
     cases = {

@@ -9,8 +9,16 @@ from conftest import DIMENSION, node, wait_for_index
 
 
 def _graph(client, count=30):
-    client.post("/nodes", json={"nodes": [node(f"i:{n}") for n in range(count)], "edges": [
-        {"source": f"i:{n}", "target": f"i:{n + 1}", "type": "calls"} for n in range(count - 1)]})
+    client.post(
+        "/nodes",
+        json={
+            "nodes": [node(f"i:{n}") for n in range(count)],
+            "edges": [
+                {"source": f"i:{n}", "target": f"i:{n + 1}", "type": "calls"}
+                for n in range(count - 1)
+            ],
+        },
+    )
 
 
 def test_integrity_check_passes_on_healthy_data(client, engine):
@@ -18,8 +26,12 @@ def test_integrity_check_passes_on_healthy_data(client, engine):
     wait_for_index(engine)
     report = client.post("/integrity/check").json()
     assert report["status"] == "ok", report
-    assert report["checked"] == {"nodes": 30, "edges": 29, "embeddings": 0,
-                                 "vector_index_entries": 30}
+    assert report["checked"] == {
+        "nodes": 30,
+        "edges": 29,
+        "embeddings": 0,
+        "vector_index_entries": 30,
+    }
 
 
 def test_integrity_check_reports_every_problem(client, engine):
@@ -30,8 +42,12 @@ def test_integrity_check_reports_every_problem(client, engine):
     report = client.post("/integrity/check").json()
     kinds = {p["type"] for p in report["problems"]}
     assert report["status"] == "problems_found"
-    assert {"edge_to_missing_node", "lookup_to_missing_node", "index_entry_without_node",
-            "counter_drift"} <= kinds
+    assert {
+        "edge_to_missing_node",
+        "lookup_to_missing_node",
+        "index_entry_without_node",
+        "counter_drift",
+    } <= kinds
     assert report["problem_count"] == len(report["problems"])
 
 
@@ -59,7 +75,9 @@ def test_compaction_is_timed_into_the_metric(client):
     assert result["status"] == "completed" and result["duration_seconds"] >= 0
     assert _sample("codegraph_rocksdb_compaction_duration_seconds_count") == before + 1
     stats = client.get("/stats/rocksdb").json()
-    assert stats["compaction_stats"]["last_manual"]["duration_seconds"] == result["duration_seconds"]
+    assert (
+        stats["compaction_stats"]["last_manual"]["duration_seconds"] == result["duration_seconds"]
+    )
     assert sum(stats["compaction_stats"]["files_per_level"]) >= 1
 
 
@@ -80,13 +98,17 @@ def test_rocksdb_stats_show_the_profile_in_force(client):
     assert stats["options"]["write_buffer_size"] == 64 * 1024 * 1024
     assert stats["block_cache"]["capacity_bytes"] == 16 << 20
     assert stats["key_estimates"]["nodes"] >= 1
-    assert {"pending", "running", "estimate_pending_bytes", "files_per_level"} <= set(stats["compaction_stats"])
+    assert {"pending", "running", "estimate_pending_bytes", "files_per_level"} <= set(
+        stats["compaction_stats"]
+    )
 
 
 def test_auto_tune_recommends_from_the_observed_mix(client, engine):
     vectors = np.random.default_rng(5).normal(size=(400, DIMENSION))
-    client.post("/nodes", json={"nodes": [node(f"a:{i}", embedding=v.tolist())
-                                          for i, v in enumerate(vectors)]})
+    client.post(
+        "/nodes",
+        json={"nodes": [node(f"a:{i}", embedding=v.tolist()) for i, v in enumerate(vectors)]},
+    )
     for i in range(150):
         client.post("/nodes", json={"nodes": [node(f"w:{i}")]})
     wait_for_index(engine)
@@ -102,7 +124,11 @@ def test_auto_tune_recommends_from_the_observed_mix(client, engine):
 
     for _ in range(2000):
         client.get("/nodes/a:1")
-    assert client.post("/optimization/auto-tune", json={"apply": False}).json()[
-        "recommended_profile"] == "read_heavy"
+    assert (
+        client.post("/optimization/auto-tune", json={"apply": False}).json()["recommended_profile"]
+        == "read_heavy"
+    )
     assert client.post("/optimization/auto-tune", json={"target_recall": 2}).status_code == 422
-    assert client.post("/optimization/auto-tune").status_code == 200  # no body, as the runbook calls it
+    assert (
+        client.post("/optimization/auto-tune").status_code == 200
+    )  # no body, as the runbook calls it

@@ -6,14 +6,33 @@ from conftest import AUTH, node
 
 
 def test_upsert_get_update_delete(client):
-    created = client.post("/nodes", json={"nodes": [
-        node("file:a.py", kind="file", name="a.py", path="a.py", language="python"),
-        node("function:a.py:load", path="a.py", language="python", start_line=3, end_line=9,
-             text="def load(path): ...", docstring="Load a file.", attributes={"async": False}),
-    ], "edges": [{"source": "file:a.py", "target": "function:a.py:load", "type": "contains"}]})
+    created = client.post(
+        "/nodes",
+        json={
+            "nodes": [
+                node("file:a.py", kind="file", name="a.py", path="a.py", language="python"),
+                node(
+                    "function:a.py:load",
+                    path="a.py",
+                    language="python",
+                    start_line=3,
+                    end_line=9,
+                    text="def load(path): ...",
+                    docstring="Load a file.",
+                    attributes={"async": False},
+                ),
+            ],
+            "edges": [{"source": "file:a.py", "target": "function:a.py:load", "type": "contains"}],
+        },
+    )
     assert created.status_code == 200
-    assert created.json() == {"upserted": 2, "created": 2, "updated": 0,
-                              "edges_upserted": 1, "edges_created": 1}
+    assert created.json() == {
+        "upserted": 2,
+        "created": 2,
+        "updated": 0,
+        "edges_upserted": 1,
+        "edges_created": 1,
+    }
     record = client.get("/nodes/function:a.py:load").json()
     assert record["start_line"] == 3 and record["docstring"] == "Load a file."
     assert record["version"] == 1 and record["attributes"] == {"async": False}
@@ -37,13 +56,21 @@ def test_upsert_get_update_delete(client):
 
 
 def test_edges_and_neighbours(client):
-    client.post("/nodes", json={"nodes": [node(n) for n in ("m:a", "m:b", "m:c")], "edges": [
-        {"source": "m:a", "target": "m:b", "type": "calls", "attributes": {"line": 4}},
-        {"source": "m:c", "target": "m:a", "type": "imports"},
-    ]})
+    client.post(
+        "/nodes",
+        json={
+            "nodes": [node(n) for n in ("m:a", "m:b", "m:c")],
+            "edges": [
+                {"source": "m:a", "target": "m:b", "type": "calls", "attributes": {"line": 4}},
+                {"source": "m:c", "target": "m:a", "type": "imports"},
+            ],
+        },
+    )
     edges = client.get("/nodes/m:a/edges").json()["edges"]
     assert {(e["source"], e["type"], e["target"]) for e in edges} == {
-        ("m:a", "calls", "m:b"), ("m:c", "imports", "m:a")}
+        ("m:a", "calls", "m:b"),
+        ("m:c", "imports", "m:a"),
+    }
     assert next(e for e in edges if e["type"] == "calls")["attributes"] == {"line": 4}
     out = client.get("/nodes/m:a/edges", params={"direction": "out"}).json()["edges"]
     assert [e["target"] for e in out] == ["m:b"]
@@ -51,13 +78,22 @@ def test_edges_and_neighbours(client):
     assert [n["id"] for n in only_imports["neighbors"]] == ["m:c"]
     both = client.get("/nodes/m:a/neighbors").json()["neighbors"]
     assert sorted(n["id"] for n in both) == ["m:b", "m:c"]
-    removed = client.post("/edges/delete", json={"edges": [
-        {"source": "m:a", "target": "m:b", "type": "calls"}]})
+    removed = client.post(
+        "/edges/delete", json={"edges": [{"source": "m:a", "target": "m:b", "type": "calls"}]}
+    )
     assert removed.json() == {"edges_deleted": 1}
-    assert client.post("/edges/delete", json={"edges": [
-        {"source": "m:a", "target": "m:b", "type": "calls"}]}).status_code == 404
-    assert client.post("/edges", json={"edges": [
-        {"source": "m:b", "target": "m:c", "type": "inherits"}]}).json()["edges_created"] == 1
+    assert (
+        client.post(
+            "/edges/delete", json={"edges": [{"source": "m:a", "target": "m:b", "type": "calls"}]}
+        ).status_code
+        == 404
+    )
+    assert (
+        client.post(
+            "/edges", json={"edges": [{"source": "m:b", "target": "m:c", "type": "inherits"}]}
+        ).json()["edges_created"]
+        == 1
+    )
 
 
 def test_ids_with_slashes_work_in_paths(client):
@@ -67,13 +103,21 @@ def test_ids_with_slashes_work_in_paths(client):
 
 
 def test_list_pages_and_filters(client):
-    nodes = [node(f"n:{i:03d}", kind="class" if i % 2 else "function",
-                  language="python" if i < 10 else "go", path=f"src/{i % 3}/x.py")
-             for i in range(25)]
+    nodes = [
+        node(
+            f"n:{i:03d}",
+            kind="class" if i % 2 else "function",
+            language="python" if i < 10 else "go",
+            path=f"src/{i % 3}/x.py",
+        )
+        for i in range(25)
+    ]
     client.post("/nodes", json={"nodes": nodes})
     seen, cursor = [], None
     while True:
-        page = client.get("/nodes", params={"limit": 7, **({"cursor": cursor} if cursor else {})}).json()
+        page = client.get(
+            "/nodes", params={"limit": 7, **({"cursor": cursor} if cursor else {})}
+        ).json()
         seen += [n["id"] for n in page["nodes"]]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -88,8 +132,13 @@ def test_list_pages_and_filters(client):
 
 
 def test_a_batch_is_atomic(client):
-    bad = client.post("/nodes", json={"nodes": [node("ok:1"), node("ok:2")], "edges": [
-        {"source": "ok:1", "target": "missing:node", "type": "calls"}]})
+    bad = client.post(
+        "/nodes",
+        json={
+            "nodes": [node("ok:1"), node("ok:2")],
+            "edges": [{"source": "ok:1", "target": "missing:node", "type": "calls"}],
+        },
+    )
     assert bad.status_code == 422
     assert "missing:node" in bad.json()["detail"]
     assert client.get("/nodes/ok:1").status_code == 404  # nothing of the batch was written
@@ -98,16 +147,36 @@ def test_a_batch_is_atomic(client):
 
 def test_bad_input_is_a_4xx_naming_the_problem(client):
     cases = [
-        (client.post("/nodes", content=b"{not json", headers={"content-type": "application/json"}), 422, "json"),
+        (
+            client.post(
+                "/nodes", content=b"{not json", headers={"content-type": "application/json"}
+            ),
+            422,
+            "json",
+        ),
         (client.post("/nodes", json={"nodes": [{"id": "x", "kind": "function"}]}), 422, "name"),
         (client.post("/nodes", json={"nodes": [node("x", start_line="three")]}), 422, "start_line"),
-        (client.post("/nodes", json={"nodes": [node("x", start_line=9, end_line=2)]}), 422, "end_line"),
+        (
+            client.post("/nodes", json={"nodes": [node("x", start_line=9, end_line=2)]}),
+            422,
+            "end_line",
+        ),
         (client.post("/nodes", json={"nodes": [node("x"), node("x")]}), 422, "more than once"),
         (client.post("/nodes", json={"nodes": [node("x", kind="Bad Kind")]}), 422, "kind"),
-        (client.post("/nodes", json={"nodes": [node("x", embedding=[0.1, 0.2])]}), 422, "dimension"),
+        (
+            client.post("/nodes", json={"nodes": [node("x", embedding=[0.1, 0.2])]}),
+            422,
+            "dimension",
+        ),
         (client.post("/nodes", json={"nodes": [node("x/edges")]}), 422, "must not end"),
         (client.post("/nodes", json={"nodes": [node("x", colour="red")]}), 422, "colour"),
-        (client.post("/edges", json={"edges": [{"source": "a", "target": "b", "type": "likes"}]}), 422, "type"),
+        (
+            client.post(
+                "/edges", json={"edges": [{"source": "a", "target": "b", "type": "likes"}]}
+            ),
+            422,
+            "type",
+        ),
         (client.get("/nodes/does-not-exist"), 404, "does-not-exist"),
         (client.delete("/nodes/does-not-exist"), 404, "does-not-exist"),
         (client.patch("/nodes/does-not-exist", json={"name": "x"}), 404, "does-not-exist"),
@@ -139,7 +208,9 @@ def test_batch_past_the_limits_is_413(engine, settings):
             yield b"x" * 5000
             yield b'"}]}'
 
-        streamed = small.post("/nodes", content=chunked(), headers={"content-type": "application/json"})
+        streamed = small.post(
+            "/nodes", content=chunked(), headers={"content-type": "application/json"}
+        )
         assert streamed.status_code == 413
         assert small.get("/stats").json()["total_nodes"] == 0
 
@@ -148,7 +219,9 @@ def test_authentication(client, caplog):
     secret = "wrong-key-that-must-not-be-logged"
     with caplog.at_level(logging.WARNING, logger="codegraph.auth"):
         assert client.get("/stats", headers={"Authorization": ""}).status_code == 401
-        assert client.get("/stats", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+        assert (
+            client.get("/stats", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+        )
         assert client.get("/nodes/x", headers={"Authorization": "Basic abc"}).status_code == 401
     failures = [r.getMessage() for r in caplog.records if "authentication failed" in r.getMessage()]
     assert len(failures) == 3

@@ -6,13 +6,27 @@ from conftest import DIMENSION, node, wait_for_index
 
 
 def _graph(client):
-    client.post("/nodes", json={"nodes": [
-        node("f:parse_file", name="parse_file", text="def parse_file(path): read and tokenize"),
-        node("f:parse_json", name="parse_json", text="def parse_json(text): decode json"),
-        node("c:HttpServer", kind="class", name="HttpServer", qualified_name="net.HttpServer",
-             text="class HttpServer: serve requests over sockets"),
-        node("f:render", name="render_template", text="render html template with context"),
-    ]})
+    client.post(
+        "/nodes",
+        json={
+            "nodes": [
+                node(
+                    "f:parse_file",
+                    name="parse_file",
+                    text="def parse_file(path): read and tokenize",
+                ),
+                node("f:parse_json", name="parse_json", text="def parse_json(text): decode json"),
+                node(
+                    "c:HttpServer",
+                    kind="class",
+                    name="HttpServer",
+                    qualified_name="net.HttpServer",
+                    text="class HttpServer: serve requests over sockets",
+                ),
+                node("f:render", name="render_template", text="render html template with context"),
+            ]
+        },
+    )
 
 
 def test_text_search_ranks_exact_names_first(client, engine):
@@ -29,7 +43,9 @@ def test_text_search_ranks_exact_names_first(client, engine):
 def test_vector_and_hybrid_search_find_similar_code(client, engine):
     _graph(client)
     wait_for_index(engine)
-    vector = client.get("/search", params={"q": "tokenize file path", "mode": "vector", "k": 2}).json()
+    vector = client.get(
+        "/search", params={"q": "tokenize file path", "mode": "vector", "k": 2}
+    ).json()
     assert vector["results"][0]["node"]["id"] == "f:parse_file"
     hybrid = client.get("/search", params={"q": "parse json", "mode": "hybrid", "k": 3}).json()
     assert hybrid["results"][0]["node"]["id"] == "f:parse_json"
@@ -38,8 +54,10 @@ def test_vector_and_hybrid_search_find_similar_code(client, engine):
 def test_client_embeddings_are_used_as_given(client, engine):
     rng = np.random.default_rng(7)
     vectors = rng.normal(size=(20, DIMENSION))
-    client.post("/nodes", json={"nodes": [node(f"e:{i}", embedding=v.tolist())
-                                          for i, v in enumerate(vectors)]})
+    client.post(
+        "/nodes",
+        json={"nodes": [node(f"e:{i}", embedding=v.tolist()) for i, v in enumerate(vectors)]},
+    )
     wait_for_index(engine)
     query = (vectors[13] + rng.normal(scale=0.01, size=DIMENSION)).tolist()
     found = client.post("/search", json={"embedding": query, "mode": "vector", "k": 3}).json()
@@ -57,9 +75,16 @@ def test_deleted_and_updated_nodes_never_come_back(client, engine):
     rng = np.random.default_rng(1)
     target = rng.normal(size=DIMENSION)
     others = rng.normal(size=(50, DIMENSION))
-    client.post("/nodes", json={"nodes": [node("t:deleted", embedding=target.tolist()),
-                                          node("t:updated", embedding=(target + 0.01).tolist())]
-                               + [node(f"o:{i}", embedding=v.tolist()) for i, v in enumerate(others)]})
+    client.post(
+        "/nodes",
+        json={
+            "nodes": [
+                node("t:deleted", embedding=target.tolist()),
+                node("t:updated", embedding=(target + 0.01).tolist()),
+            ]
+            + [node(f"o:{i}", embedding=v.tolist()) for i, v in enumerate(others)]
+        },
+    )
     wait_for_index(engine)
     query = {"embedding": target.tolist(), "mode": "vector", "k": 10}
     ids = [r["node"]["id"] for r in client.post("/search", json=query).json()["results"]]
@@ -87,3 +112,5 @@ def test_search_errors(client):
     assert client.get("/search", params={"q": "x", "mode": "fuzzy"}).status_code == 422
     assert client.get("/search", params={"q": "x", "k": 0}).status_code == 422
     assert client.post("/search", json={"mode": "vector"}).status_code == 422
+    wrong = client.post("/search", json={"mode": "hybrid", "embedding": [0.0], "q": None})
+    assert wrong.status_code == 422 and "dimension" in wrong.text  # found by schemathesis

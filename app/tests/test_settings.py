@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from codegraph.cli import admin
-from codegraph.settings import BALANCED, GiB, MiB, ConfigError, load_settings, parse_settings
+from codegraph.settings import BALANCED, ConfigError, GiB, MiB, load_settings, parse_settings
 
 
 def test_defaults_match_the_runbook_host_layout():
@@ -15,10 +15,17 @@ def test_defaults_match_the_runbook_host_layout():
     assert settings.database.path == "/opt/codegraph/data/rocksdb"
     assert settings.database.profile == "balanced"
     assert settings.database.sync_writes is True
-    assert (settings.vector.dimension, settings.vector.M, settings.vector.efConstruction,
-            settings.vector.efSearch, settings.vector.index_type) == (256, 16, 200, 100, "HNSW")
+    assert (
+        settings.vector.dimension,
+        settings.vector.M,
+        settings.vector.efConstruction,
+        settings.vector.efSearch,
+        settings.vector.index_type,
+    ) == (256, 16, 200, 100, "HNSW")
     assert settings.backup.dir == "/opt/codegraph/backups" and settings.backup.keep == 30
-    assert settings.oplog.path == "/opt/codegraph/data/oplog" and settings.oplog.retention_days == 35
+    assert (
+        settings.oplog.path == "/opt/codegraph/data/oplog" and settings.oplog.retention_days == 35
+    )
 
 
 def test_read_heavy_carries_exactly_the_runbook_values():
@@ -49,27 +56,34 @@ def test_write_heavy_carries_exactly_the_runbook_values():
 
 
 def test_overrides_win_over_the_profile():
-    tuning = parse_settings({"database": {"profile": "read_heavy", "block_cache_size": 64 * MiB,
-                                          "bloom_locality": 0}}).database.tuning()
+    tuning = parse_settings(
+        {"database": {"profile": "read_heavy", "block_cache_size": 64 * MiB, "bloom_locality": 0}}
+    ).database.tuning()
     assert tuning["block_cache_size"] == 64 * MiB
     assert tuning["bloom_locality"] == 0
     assert tuning["max_bytes_for_level_base"] == 1 * GiB  # untouched profile value
 
 
-@pytest.mark.parametrize(("config", "named"), [
-    ({"database": {"profile": "fast"}}, "database.profile"),
-    ({"database": {"block_cache_sise": 1}}, "database.block_cache_sise: unknown key"),
-    ({"server": {"port": "8080"}}, "server.port"),
-    ({"server": {"port": 70000}}, "server.port"),
-    ({"vector": {"dimension": 1}}, "vector.dimension"),
-    ({"vector": {"index_type": "IVF"}}, "vector.index_type"),
-    ({"database": {"compression_per_level": ["lz5"]}}, "database.compression_per_level.0"),
-    ({"server": {"tls_cert": "/x.crt"}}, "tls_key must be set together"),
-    ({"server": {"port": 9090}}, "server.port and server.metrics_port must differ"),
-    ({"database": {"optimize_filters_for_memory": False}}, "database.optimize_filters_for_memory"),
-    ({"database": {"level0_stop_writes_trigger": 2}}, "database.level0_*"),
-    ({"nonsense": {}}, "nonsense: unknown key"),
-])
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ({"database": {"profile": "fast"}}, "database.profile"),
+        ({"database": {"block_cache_sise": 1}}, "database.block_cache_sise: unknown key"),
+        ({"server": {"port": "8080"}}, "server.port"),
+        ({"server": {"port": 70000}}, "server.port"),
+        ({"vector": {"dimension": 1}}, "vector.dimension"),
+        ({"vector": {"index_type": "IVF"}}, "vector.index_type"),
+        ({"database": {"compression_per_level": ["lz5"]}}, "database.compression_per_level.0"),
+        ({"server": {"tls_cert": "/x.crt"}}, "tls_key must be set together"),
+        ({"server": {"port": 9090}}, "server.port and server.metrics_port must differ"),
+        (
+            {"database": {"optimize_filters_for_memory": False}},
+            "database.optimize_filters_for_memory",
+        ),
+        ({"database": {"level0_stop_writes_trigger": 2}}, "database.level0_*"),
+        ({"nonsense": {}}, "nonsense: unknown key"),
+    ],
+)
 def test_bad_configuration_is_an_error_naming_the_key(config, named):
     with pytest.raises(ConfigError) as error:
         parse_settings(config)

@@ -8,16 +8,24 @@ import numpy as np
 from codegraph.engine import Engine
 from conftest import DIMENSION, node, wait_for_index
 
-RUNBOOK_REBUILD = {"index_type": "HNSW",
-                   "parameters": {"M": 16, "efConstruction": 200, "efSearch": 100}}
+RUNBOOK_REBUILD = {
+    "index_type": "HNSW",
+    "parameters": {"M": 16, "efConstruction": 200, "efSearch": 100},
+}
 
 
 def _load(client, count: int, seed: int = 3) -> np.ndarray:
     vectors = np.random.default_rng(seed).normal(size=(count, DIMENSION))
     for start in range(0, count, 500):
-        client.post("/nodes", json={"nodes": [
-            node(f"v:{i:05d}", embedding=vectors[i].tolist())
-            for i in range(start, min(start + 500, count))]})
+        client.post(
+            "/nodes",
+            json={
+                "nodes": [
+                    node(f"v:{i:05d}", embedding=vectors[i].tolist())
+                    for i in range(start, min(start + 500, count))
+                ]
+            },
+        )
     return vectors
 
 
@@ -44,8 +52,9 @@ def test_rebuild_runs_in_background_and_queries_keep_working(client, engine):
 
     def query_during_rebuild():
         while not stop.is_set():
-            response = client.post("/search", json={"embedding": vectors[42].tolist(),
-                                                    "mode": "vector", "k": 1})
+            response = client.post(
+                "/search", json={"embedding": vectors[42].tolist(), "mode": "vector", "k": 1}
+            )
             if response.status_code != 200:
                 errors.append(response.text)
             else:
@@ -53,8 +62,9 @@ def test_rebuild_runs_in_background_and_queries_keep_working(client, engine):
 
     reader = threading.Thread(target=query_during_rebuild)
     reader.start()
-    started = client.post("/vector/index/rebuild",
-                          json={"index_type": "HNSW", "parameters": {"M": 8, "efSearch": 64}})
+    started = client.post(
+        "/vector/index/rebuild", json={"index_type": "HNSW", "parameters": {"M": 8, "efSearch": 64}}
+    )
     assert started.status_code == 202 and started.json()["status"] == "started"
     assert client.post("/vector/index/rebuild", json=RUNBOOK_REBUILD).status_code == 409
     client.post("/nodes", json={"nodes": [node("v:late", embedding=vectors[7].tolist())]})

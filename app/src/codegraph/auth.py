@@ -56,7 +56,7 @@ class ApiKeys:
 
     def check(self, authorization: bytes | None) -> bool:
         """True if the Authorization header carries an accepted key."""
-        if not authorization or not authorization[:7].lower() == b"bearer ":
+        if not authorization or authorization[:7].lower() != b"bearer ":
             return False
         token = authorization[7:].strip()
         matched = False

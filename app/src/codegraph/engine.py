@@ -90,8 +90,11 @@ class Engine:
         self._lock_file = self._take_directory_lock()
         try:
             finish_swaps(Path(settings.database.path))  # an interrupted restore
-            self.oplog = OpLog(settings.oplog.path, retention_days=settings.oplog.retention_days,
-                               sync=settings.database.sync_writes)
+            self.oplog = OpLog(
+                settings.oplog.path,
+                retention_days=settings.oplog.retention_days,
+                sync=settings.database.sync_writes,
+            )
             self.backups = BackupStore(settings.backup.dir, settings.backup.keep)
             self.open_store()
             backups = self.backups.list()
@@ -113,23 +116,29 @@ class Engine:
             handle.close()
             raise DatabaseInUse(
                 f"the data directory of {self.settings.database.path} is in use by another "
-                "process (is the codegraph service running? stop it first: systemctl stop codegraph)"
+                "process (is the codegraph service running? stop it first: "
+                "systemctl stop codegraph)"
             ) from None
         return handle
 
     def store_options(self):
         db = self.settings.database
-        return build_options(db.tuning(), max_log_file_size=db.max_log_file_size,
-                             keep_log_file_num=db.keep_log_file_num)
+        return build_options(
+            db.tuning(),
+            max_log_file_size=db.max_log_file_size,
+            keep_log_file_num=db.keep_log_file_num,
+        )
 
     def open_store(self) -> None:
         db = self.settings.database
         self.store = GraphStore(db.path, self.store_options(), sync=db.sync_writes)
         vector = self.settings.vector
-        params = IndexParams(vector.index_type, vector.dimension, vector.M,
-                             vector.efConstruction, vector.efSearch)
-        self.indexer = Indexer(self.store, params, Path(vector.path) / "index.bin",
-                               on_error=self._count_indexer_error)
+        params = IndexParams(
+            vector.index_type, vector.dimension, vector.M, vector.efConstruction, vector.efSearch
+        )
+        self.indexer = Indexer(
+            self.store, params, Path(vector.path) / "index.bin", on_error=self._count_indexer_error
+        )
         if self.background:
             self.indexer.start()
 
@@ -168,17 +177,22 @@ class Engine:
     def _check_nodes(self, nodes: list[dict[str, Any]]) -> None:
         limit = self.settings.server.max_batch_nodes
         if len(nodes) > limit:
-            raise TooLarge(f"{len(nodes)} nodes in one request; the limit is {limit} "
-                           "(server.max_batch_nodes)")
+            raise TooLarge(
+                f"{len(nodes)} nodes in one request; the limit is {limit} (server.max_batch_nodes)"
+            )
         dimension = self.settings.vector.dimension
         for node in nodes:
             embedding = node.get("embedding")
             if embedding is not None and len(embedding) != dimension:
-                raise InvalidInput(f"node {node['id']!r}: embedding has {len(embedding)} values; "
-                                   f"this service uses dimension {dimension}")
+                raise InvalidInput(
+                    f"node {node['id']!r}: embedding has {len(embedding)} values; "
+                    f"this service uses dimension {dimension}"
+                )
             start, end = node.get("start_line"), node.get("end_line")
             if start is not None and end is not None and end < start:
-                raise InvalidInput(f"node {node['id']!r}: end_line {end} is before start_line {start}")
+                raise InvalidInput(
+                    f"node {node['id']!r}: end_line {end} is before start_line {start}"
+                )
 
     def upsert(self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> dict[str, Any]:
         self._check_nodes(nodes)
@@ -242,36 +256,53 @@ class Engine:
         if self.store.get_raw(node_id) is None:
             raise NotFound(f"no node with id {node_id!r}")
 
-    def node_edges(self, node_id: str, direction: str, edge_type: str | None,
-                   limit: int) -> dict[str, Any]:
+    def node_edges(
+        self, node_id: str, direction: str, edge_type: str | None, limit: int
+    ) -> dict[str, Any]:
         with self.gate.use():
             self._require_node(node_id)
             edges = self.store.edges(node_id, direction, edge_type, limit)
         self.reads += 1
         return {"node_id": node_id, "edges": edges}
 
-    def neighbors(self, node_id: str, direction: str, edge_type: str | None,
-                  limit: int) -> dict[str, Any]:
+    def neighbors(
+        self, node_id: str, direction: str, edge_type: str | None, limit: int
+    ) -> dict[str, Any]:
         with self.gate.use():
             self._require_node(node_id)
             edges = self.store.edges(node_id, direction, edge_type, limit)
-            other = list(dict.fromkeys(
-                edge["target"] if edge["source"] == node_id else edge["source"] for edge in edges))
+            other = list(
+                dict.fromkeys(
+                    edge["target"] if edge["source"] == node_id else edge["source"]
+                    for edge in edges
+                )
+            )
             records = [r for r in self.store.get_records(other) if r is not None]
         self.reads += 1
         return {"node_id": node_id, "neighbors": records}
 
     # -------------------------------------------------------------- search
-    def search(self, *, query: str | None, mode: str, k: int, kind: str | None,
-               embedding: list[float] | None = None, ef_search: int | None = None) -> dict[str, Any]:
+    def search(
+        self,
+        *,
+        query: str | None,
+        mode: str,
+        k: int,
+        kind: str | None,
+        embedding: list[float] | None = None,
+        ef_search: int | None = None,
+    ) -> dict[str, Any]:
         if mode == "text" and not query:
             raise InvalidInput("text search needs a query (q)")
         if mode in ("vector", "hybrid") and not query and embedding is None:
             raise InvalidInput(f"{mode} search needs a query (q) or an embedding")
         with self.gate.use():
-            text_hits = self._text_hits(query, kind, k) if mode in ("text", "hybrid") else []
-            vector_hits = (self._vector_hits(query, embedding, kind, k, ef_search)
-                           if mode in ("vector", "hybrid") else [])
+            text_hits = self._text_hits(query, kind, k) if mode != "vector" and query else []
+            vector_hits = (
+                self._vector_hits(query, embedding, kind, k, ef_search)
+                if mode in ("vector", "hybrid")
+                else []
+            )
             if mode == "text":
                 ranked = text_hits
             elif mode == "vector":
@@ -282,21 +313,32 @@ class Engine:
             records = self.store.get_records([node_id for node_id, _ in ranked])
         metrics.SEARCH_QUERIES.labels(mode=mode).inc()
         self.reads += 1
-        results = [{"score": round(score, 6), "node": record}
-                   for (_, score), record in zip(ranked, records, strict=True) if record]
+        results = [
+            {"score": round(score, 6), "node": record}
+            for (_, score), record in zip(ranked, records, strict=True)
+            if record
+        ]
         return {"mode": mode, "k": k, "results": results}
 
     def _text_hits(self, query: str, kind: str | None, k: int) -> list[tuple[str, float]]:
         keys = list(dict.fromkeys([query.strip().lower(), *identifier_tokens(query)]))
         return self.store.search_names([key for key in keys if key], kind, k)
 
-    def _vector_hits(self, query: str | None, embedding: list[float] | None, kind: str | None,
-                     k: int, ef_search: int | None) -> list[tuple[str, float]]:
+    def _vector_hits(
+        self,
+        query: str | None,
+        embedding: list[float] | None,
+        kind: str | None,
+        k: int,
+        ef_search: int | None,
+    ) -> list[tuple[str, float]]:
         dimension = self.settings.vector.dimension
         if embedding is not None:
             if len(embedding) != dimension:
-                raise InvalidInput(f"embedding has {len(embedding)} values; "
-                                   f"this service uses dimension {dimension}")
+                raise InvalidInput(
+                    f"embedding has {len(embedding)} values; "
+                    f"this service uses dimension {dimension}"
+                )
             vector = normalize(np.asarray(embedding, dtype=np.float32))
             if vector is None:
                 raise InvalidInput("embedding must not be all zeros")
@@ -317,28 +359,40 @@ class Engine:
         hits = []
         for (node_id, score, version), record in zip(found, current, strict=True):
             # never a deleted node, nor one whose indexed vector is out of date
-            if record is not None and record["version"] == version and \
-                    (kind is None or record["kind"] == kind):
+            if (
+                record is not None
+                and record["version"] == version
+                and (kind is None or record["kind"] == kind)
+            ):
                 hits.append((node_id, score))
         return hits[:k]
 
     # -------------------------------------------------------- vector index
     def vector_stats(self) -> dict[str, Any]:
-        return {**self.indexer.index.stats(), "lag": self.indexer.lag(),
-                "configured": self.indexer.configured.__dict__,
-                "rebuild": self.indexer.rebuild_status}
+        return {
+            **self.indexer.index.stats(),
+            "lag": self.indexer.lag(),
+            "configured": self.indexer.configured.__dict__,
+            "rebuild": self.indexer.rebuild_status,
+        }
 
     def vector_performance(self) -> dict[str, Any]:
-        return {**self.indexer.stats.summary(), "efSearch": self.indexer.index.ef_search,
-                "vectors_live": len(self.indexer.index.label_of)}
+        return {
+            **self.indexer.stats.summary(),
+            "efSearch": self.indexer.index.ef_search,
+            "vectors_live": len(self.indexer.index.label_of),
+        }
 
     def rebuild_index(self, index_type: str, overrides: dict[str, int]) -> dict[str, Any]:
         """Start a background rebuild; unspecified parameters keep their current values."""
         current = self.indexer.index.params
-        params = IndexParams(index_type, current.dimension,
-                             overrides.get("M", current.M),
-                             overrides.get("efConstruction", current.efConstruction),
-                             overrides.get("efSearch", self.indexer.index.ef_search))
+        params = IndexParams(
+            index_type,
+            current.dimension,
+            overrides.get("M", current.M),
+            overrides.get("efConstruction", current.efConstruction),
+            overrides.get("efSearch", self.indexer.index.ef_search),
+        )
         with self.gate.use():
             return {"status": "started", "rebuild": self.indexer.rebuild(params)}
 
@@ -346,8 +400,9 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         with self.gate.use():
             counters = dict(self.store.counters)
-            db_size = self.store.property_int("rocksdb.total-sst-files-size") + \
-                self.store.property_int("rocksdb.cur-size-all-mem-tables")
+            db_size = self.store.property_int(
+                "rocksdb.total-sst-files-size"
+            ) + self.store.property_int("rocksdb.cur-size-all-mem-tables")
             lag = self.indexer.lag()
             live = len(self.indexer.index.label_of)
         backups = self.backups.list()
@@ -361,8 +416,10 @@ class Engine:
             "version": __version__,
             "profile": self.settings.database.profile,
             "oplog": {"last_lsn": self.oplog.last_lsn, "size_bytes": self.oplog.size_bytes()},
-            "backups": {"count": len(backups),
-                        "latest": backups[-1]["backup_id"] if backups else None},
+            "backups": {
+                "count": len(backups),
+                "latest": backups[-1]["backup_id"] if backups else None,
+            },
         }
 
     def figures(self) -> dict[str, Any] | None:
@@ -397,11 +454,16 @@ class Engine:
         checks["vector_index"] = "rebuilding" if self.indexer.is_rebuilding() else "ok"
         usage = shutil.disk_usage(Path(self.settings.database.path).parent)
         checks["disk_free_percent"] = f"{100 * usage.free / usage.total:.1f}"
-        return {"status": "healthy" if healthy else "unhealthy", "checks": checks,
-                "version": __version__}
+        return {
+            "status": "healthy" if healthy else "unhealthy",
+            "checks": checks,
+            "version": __version__,
+        }
 
 
-def _reciprocal_rank_fusion(*rankings: list[tuple[str, float]], k: int = 60) -> list[tuple[str, float]]:
+def _reciprocal_rank_fusion(
+    *rankings: list[tuple[str, float]], k: int = 60
+) -> list[tuple[str, float]]:
     """Combine ranked lists: each contributes 1 / (k + rank) per item."""
     fused: dict[str, float] = {}
     for ranking in rankings:

@@ -73,9 +73,15 @@ def check_integrity(engine: Engine) -> dict[str, Any]:
                 scanned[name] = list(store_entries(iterator))
             except Exception as error:  # RocksDB reports a checksum mismatch as an error
                 report.add("corruption", f"column family {name}: {error}")
-    checked = _cross_check(report, scanned, counters, indexed, indexed_seq,
-                           dimension=engine.settings.vector.dimension,
-                           rebuilding=engine.indexer.is_rebuilding())
+    checked = _cross_check(
+        report,
+        scanned,
+        counters,
+        indexed,
+        indexed_seq,
+        dimension=engine.settings.vector.dimension,
+        rebuilding=engine.indexer.is_rebuilding(),
+    )
     return {
         "status": "ok" if report.count == 0 else "problems_found",
         "checked": checked,
@@ -87,9 +93,16 @@ def check_integrity(engine: Engine) -> dict[str, Any]:
     }
 
 
-def _cross_check(report: _Report, scanned: dict[str, list[tuple[bytes, bytes]]],
-                 counters: dict[str, int], indexed: dict[str, int], indexed_seq: int, *,
-                 dimension: int, rebuilding: bool) -> dict[str, int]:
+def _cross_check(
+    report: _Report,
+    scanned: dict[str, list[tuple[bytes, bytes]]],
+    counters: dict[str, int],
+    indexed: dict[str, int],
+    indexed_seq: int,
+    *,
+    dimension: int,
+    rebuilding: bool,
+) -> dict[str, int]:
     """Checks over what could be read; those needing an unreadable family are skipped."""
     checked: dict[str, int] = {}
     if "nodes" not in scanned:
@@ -102,7 +115,9 @@ def _cross_check(report: _Report, scanned: dict[str, list[tuple[bytes, bytes]]],
             report.add("bad_record", f"node {key!r} is not a valid record")
     checked["nodes"] = len(nodes)
     if counters["nodes_total"] != len(nodes):
-        report.add("counter_drift", f"nodes_total is {counters['nodes_total']}, counted {len(nodes)}")
+        report.add(
+            "counter_drift", f"nodes_total is {counters['nodes_total']}, counted {len(nodes)}"
+        )
     if "edges" in scanned:
         forward, reverse = set(), set()
         for key, _ in scanned["edges"]:
@@ -111,15 +126,17 @@ def _cross_check(report: _Report, scanned: dict[str, list[tuple[bytes, bytes]]],
             if missing:
                 report.add("edge_to_missing_node", f"{key!r} refers to missing {missing[0]!r}")
             (forward if key.startswith(b"o") else reverse).add(
-                (first, kind, second) if key.startswith(b"o") else (second, kind, first))
+                (first, kind, second) if key.startswith(b"o") else (second, kind, first)
+            )
         for source, kind, target in forward - reverse:
             report.add("edge_without_reverse", f"{source!r} -{kind.decode()}-> {target!r}")
         for source, kind, target in reverse - forward:
             report.add("reverse_without_edge", f"{source!r} -{kind.decode()}-> {target!r}")
         checked["edges"] = len(forward)
         if counters["edges_total"] != len(forward):
-            report.add("counter_drift",
-                       f"edges_total is {counters['edges_total']}, counted {len(forward)}")
+            report.add(
+                "counter_drift", f"edges_total is {counters['edges_total']}, counted {len(forward)}"
+            )
     if "lookup" in scanned:
         in_kind_index = set()
         for key, _ in scanned["lookup"]:
@@ -138,8 +155,11 @@ def _cross_check(report: _Report, scanned: dict[str, list[tuple[bytes, bytes]]],
             elif len(value) != 4 * dimension:
                 report.add("bad_embedding", f"embedding of {key!r} has {len(value) // 4} values")
     if "default" in scanned:
-        pending = {value for key, value in scanned["default"]
-                   if key.startswith(b"q") and int.from_bytes(key[1:], "big") > indexed_seq}
+        pending = {
+            value
+            for key, value in scanned["default"]
+            if key.startswith(b"q") and int.from_bytes(key[1:], "big") > indexed_seq
+        }
         for node_id in indexed.keys() - {key.decode() for key in nodes}:
             if node_id.encode() not in pending:
                 report.add("index_entry_without_node", f"vector index has {node_id!r}")
@@ -165,8 +185,12 @@ def compact(engine: Engine) -> dict[str, Any]:
         duration = time.monotonic() - started
         after = engine.store.property_int("rocksdb.total-sst-files-size")
     metrics.COMPACTION_SECONDS.observe(duration)
-    engine.last_compaction = {"duration_seconds": round(duration, 3), "finished_at": iso(time.time()),
-                              "sst_bytes_before": before, "sst_bytes_after": after}
+    engine.last_compaction = {
+        "duration_seconds": round(duration, 3),
+        "finished_at": iso(time.time()),
+        "sst_bytes_before": before,
+        "sst_bytes_after": after,
+    }
     return {"status": "completed", **engine.last_compaction}
 
 
@@ -214,14 +238,18 @@ def recommend_profile(reads: int, writes: int) -> tuple[str | None, str]:
     return "balanced", f"writes are {share:.0%} of operations"
 
 
-def calibrate_ef_search(engine: Engine, target_recall: float, k: int = 10,
-                        samples: int = 200) -> dict[str, Any]:
+def calibrate_ef_search(
+    engine: Engine, target_recall: float, k: int = 10, samples: int = 200
+) -> dict[str, Any]:
     """The smallest efSearch whose recall@k reaches the target, on queries near stored vectors."""
     index = engine.indexer.index
     live = [label for label, node_id in enumerate(index.ids) if node_id is not None]
     if index.params.index_type != "HNSW" or len(live) < 2 * k:
-        return {"efSearch": index.ef_search, "measured": [],
-                "note": "too few vectors or not an HNSW index; nothing to calibrate"}
+        return {
+            "efSearch": index.ef_search,
+            "measured": [],
+            "note": "too few vectors or not an HNSW index; nothing to calibrate",
+        }
     rng = np.random.default_rng(0)
     chosen = rng.choice(live, size=min(samples, len(live)), replace=False)
     with index.lock:
@@ -232,15 +260,20 @@ def calibrate_ef_search(engine: Engine, target_recall: float, k: int = 10,
     measured = []
     best = None
     for ef in EF_CANDIDATES:
-        hits = sum(len(truth & {n for n, _, _ in index.search(q, k, ef_search=ef)})
-                   for q, truth in zip(queries, exact, strict=True))
+        hits = sum(
+            len(truth & {n for n, _, _ in index.search(q, k, ef_search=ef)})
+            for q, truth in zip(queries, exact, strict=True)
+        )
         recall = hits / sum(len(truth) for truth in exact)
         measured.append({"efSearch": ef, "recall_at_k": round(recall, 4)})
         if recall >= target_recall:
             best = ef
             break
-    return {"efSearch": best or EF_CANDIDATES[-1], "measured": measured,
-            "note": None if best else "target recall not reached; largest value tried"}
+    return {
+        "efSearch": best or EF_CANDIDATES[-1],
+        "measured": measured,
+        "note": None if best else "target recall not reached; largest value tried",
+    }
 
 
 def auto_tune(engine: Engine, *, target_recall: float, apply: bool) -> dict[str, Any]:
@@ -255,8 +288,10 @@ def auto_tune(engine: Engine, *, target_recall: float, apply: bool) -> dict[str,
         engine.indexer.index.ef_search = ef["efSearch"]
         applied.append(f"vector.efSearch = {ef['efSearch']}")
     if profile and profile != current:
-        restart.append(f"database.profile = {profile!r} (set codegraph_rocksdb_profile; "
-                       "RocksDB options take effect at restart)")
+        restart.append(
+            f"database.profile = {profile!r} (set codegraph_rocksdb_profile; "
+            "RocksDB options take effect at restart)"
+        )
     return {
         "observed": {"reads": engine.reads, "writes": engine.writes},
         "current_profile": current,

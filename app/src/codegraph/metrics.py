@@ -21,11 +21,14 @@ from codegraph import __version__
 
 # --- request metrics (names from the runbook) ---------------------------------
 HTTP_REQUESTS = Counter(
-    "http_requests_total", "HTTP requests answered, by route template and status code.",
+    "http_requests_total",
+    "HTTP requests answered, by route template and status code.",
     ["method", "handler", "code"],
 )
 HTTP_DURATION = Histogram(
-    "http_request_duration_seconds", "Time to answer an HTTP request.", ["method", "handler"],
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    ["method", "handler"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10, 30),
 )
 HTTP_CONCURRENT = Gauge("http_requests_concurrent", "HTTP requests being answered right now.")
@@ -33,18 +36,21 @@ HTTP_CONCURRENT = Gauge("http_requests_concurrent", "HTTP requests being answere
 # --- business and performance metrics -----------------------------------------
 SEARCH_QUERIES = Counter("codegraph_search_queries_total", "Search queries, by mode.", ["mode"])
 PARSE_OPERATIONS = Counter(
-    "codegraph_parse_operations_total", "Source files parsed, by language and outcome.",
+    "codegraph_parse_operations_total",
+    "Source files parsed, by language and outcome.",
     ["language", "status"],
 )
 NODES_WRITTEN = Counter(
     "codegraph_node_writes_total", "Nodes created, updated or deleted.", ["operation"]
 )
 VECTOR_SEARCH_SECONDS = Histogram(
-    "codegraph_vector_search_duration_seconds", "Time of one vector-index search.",
+    "codegraph_vector_search_duration_seconds",
+    "Time of one vector-index search.",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 COMPACTION_SECONDS = Histogram(
-    "codegraph_rocksdb_compaction_duration_seconds", "Time of a full manual compaction.",
+    "codegraph_rocksdb_compaction_duration_seconds",
+    "Time of a full manual compaction.",
     buckets=(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
 BACKUP_LAST_SUCCESS = Gauge(
@@ -55,7 +61,8 @@ AUTH_FAILURES = Counter(
     "codegraph_auth_failures_total", "Requests refused for a missing or wrong API key."
 )
 BUILD_INFO = Gauge(
-    "codegraph_build_info", "Always 1; the labels describe the running build.",
+    "codegraph_build_info",
+    "Always 1; the labels describe the running build.",
     ["version", "python_version"],
 )
 BUILD_INFO.labels(version=__version__, python_version=platform.python_version()).set(1)
@@ -67,7 +74,7 @@ TLS_CERT_EXPIRY = Gauge(
 
 def certificate_expiry(path: str) -> float:
     # The stdlib's certificate decoder: no extra dependency for one date.
-    decoded = ssl._ssl._test_decode_cert(path)  # noqa: SLF001
+    decoded = ssl._ssl._test_decode_cert(path)
     return ssl.cert_time_to_seconds(decoded["notAfter"])
 
 
@@ -83,29 +90,40 @@ class EngineCollector(Collector):
         self.figures = figures
 
     def collect(self) -> Iterator[Any]:
-        yield GaugeMetricFamily("codegraph_memory_usage_bytes",
-                                "Resident memory of the service process.", value=_rss_bytes())
+        yield GaugeMetricFamily(
+            "codegraph_memory_usage_bytes",
+            "Resident memory of the service process.",
+            value=_rss_bytes(),
+        )
         data = self.figures()
         if data is None:  # the store is closed (a restore is running)
             return
         yield GaugeMetricFamily("codegraph_nodes_total", "Nodes stored.", value=data["nodes"])
         yield GaugeMetricFamily("codegraph_edges_total", "Edges stored.", value=data["edges"])
         lag = data["lag"]
-        yield GaugeMetricFamily("codegraph_vector_index_lag_operations",
-                                "Node changes not yet applied to the vector index.",
-                                value=lag["operations"])
-        yield GaugeMetricFamily("codegraph_vector_index_lag_seconds",
-                                "How long the vector index has been behind the store.",
-                                value=lag["seconds"])
-        vectors = GaugeMetricFamily("codegraph_vector_index_vectors",
-                                    "Vectors in the index: live, or stale (awaiting a rebuild).",
-                                    labels=["state"])
+        yield GaugeMetricFamily(
+            "codegraph_vector_index_lag_operations",
+            "Node changes not yet applied to the vector index.",
+            value=lag["operations"],
+        )
+        yield GaugeMetricFamily(
+            "codegraph_vector_index_lag_seconds",
+            "How long the vector index has been behind the store.",
+            value=lag["seconds"],
+        )
+        vectors = GaugeMetricFamily(
+            "codegraph_vector_index_vectors",
+            "Vectors in the index: live, or stale (awaiting a rebuild).",
+            labels=["state"],
+        )
         vectors.add_metric(["live"], data["vectors_live"])
         vectors.add_metric(["stale"], data["vectors_stale"])
         yield vectors
-        yield GaugeMetricFamily("codegraph_vector_index_rebuild_in_progress",
-                                "1 while the vector index is being rebuilt.",
-                                value=1 if data["rebuilding"] else 0)
+        yield GaugeMetricFamily(
+            "codegraph_vector_index_rebuild_in_progress",
+            "1 while the vector index is being rebuilt.",
+            value=1 if data["rebuilding"] else 0,
+        )
         yield from _rocksdb_families(data["rocksdb"])
 
 
@@ -122,27 +140,41 @@ def _rocksdb_families(rocks: dict[str, Any]) -> Iterator[Any]:
     yield counter("block_cache_misses", "Block cache misses.", cache["misses"])
     yield gauge("block_cache_usage_bytes", "Bytes held in the block cache.", cache["usage_bytes"])
     yield gauge("block_cache_capacity_bytes", "Block cache size.", cache["capacity_bytes"])
-    yield gauge("pending_compaction_bytes", "Bytes compaction estimates it must rewrite.",
-                compaction["estimate_pending_bytes"])
+    yield gauge(
+        "pending_compaction_bytes",
+        "Bytes compaction estimates it must rewrite.",
+        compaction["estimate_pending_bytes"],
+    )
     yield gauge("running_compactions", "Compactions running now.", compaction["running"])
-    files = GaugeMetricFamily("codegraph_rocksdb_files_at_level", "SST files per LSM level.",
-                              labels=["level"])
+    files = GaugeMetricFamily(
+        "codegraph_rocksdb_files_at_level", "SST files per LSM level.", labels=["level"]
+    )
     for level, count in enumerate(compaction["files_per_level"]):
         files.add_metric([str(level)], count)
     yield files
     yield counter("compaction_read_bytes", "Bytes read by compactions.", compaction["bytes_read"])
-    yield counter("compaction_written_bytes", "Bytes written by compactions.",
-                  compaction["bytes_written"])
-    yield counter("flush_written_bytes", "Bytes written by memtable flushes.", writes["flush_bytes"])
+    yield counter(
+        "compaction_written_bytes", "Bytes written by compactions.", compaction["bytes_written"]
+    )
+    yield counter(
+        "flush_written_bytes", "Bytes written by memtable flushes.", writes["flush_bytes"]
+    )
     yield counter("user_written_bytes", "Bytes the service wrote.", writes["user_bytes"])
-    yield gauge("write_stopped", "1 while RocksDB stops writes (too many L0 files or memtables).",
-                1 if writes["stopped"] else 0)
-    yield gauge("delayed_write_rate_bytes", "Rate writes are slowed to, 0 when not delayed.",
-                writes["delayed_write_rate"])
+    yield gauge(
+        "write_stopped",
+        "1 while RocksDB stops writes (too many L0 files or memtables).",
+        1 if writes["stopped"] else 0,
+    )
+    yield gauge(
+        "delayed_write_rate_bytes",
+        "Rate writes are slowed to, 0 when not delayed.",
+        writes["delayed_write_rate"],
+    )
     yield counter("stall_seconds", "Time writes spent stalled.", writes["stall_micros"] / 1e6)
     yield counter("keys_read", "Keys looked up.", reads["keys_read"])
-    yield counter("data_blocks_read", "Data blocks read from cache or disk.",
-                  reads["data_blocks_read"])
+    yield counter(
+        "data_blocks_read", "Data blocks read from cache or disk.", reads["data_blocks_read"]
+    )
     yield gauge("sst_files_size_bytes", "Bytes in SST files.", sizes["sst_files_bytes"])
     yield gauge("memtable_size_bytes", "Bytes in memtables.", sizes["memtable_bytes"])
 

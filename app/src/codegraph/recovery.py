@@ -44,17 +44,21 @@ def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
                 counters = dict(engine.store.counters)
             index = engine.indexer.index
             index.save(staging / "vector" / "index.bin")
-        manifest = backups.seal(backup_id, staging, {
-            "created_at": iso(created),
-            "created_ts": created,
-            "kind": kind,
-            "version": __version__,
-            "profile": engine.settings.database.profile,
-            "oplog_lsn": lsn,
-            "index_seq": index.seq,
-            "nodes_total": counters["nodes_total"],
-            "edges_total": counters["edges_total"],
-        })
+        manifest = backups.seal(
+            backup_id,
+            staging,
+            {
+                "created_at": iso(created),
+                "created_ts": created,
+                "kind": kind,
+                "version": __version__,
+                "profile": engine.settings.database.profile,
+                "oplog_lsn": lsn,
+                "index_seq": index.seq,
+                "nodes_total": counters["nodes_total"],
+                "edges_total": counters["edges_total"],
+            },
+        )
     except BaseException:
         backups.discard(staging)
         raise
@@ -101,27 +105,36 @@ def _plan(engine: Engine, target: float, shown: str) -> tuple[str, list[list[int
     from its LSN), or an earlier restore's marker (its backup and ranges, then
     the log after the marker).
     """
-    events = [(b["created_ts"], b["oplog_lsn"], b["backup_id"], [], b["oplog_lsn"])
-              for b in engine.backups.list() if b["created_ts"] <= target]
+    events = [
+        (b["created_ts"], b["oplog_lsn"], b["backup_id"], [], b["oplog_lsn"])
+        for b in engine.backups.list()
+        if b["created_ts"] <= target
+    ]
     for entry in engine.oplog.read(0):
         if entry.mutation["op"] == "restore" and entry.ts <= target:
             marker = entry.mutation
             events.append((entry.ts, entry.lsn, marker["backup_id"], marker["ranges"], entry.lsn))
     if not events:
         backups = engine.backups.list()
-        oldest = f"; the oldest backup was taken at {backups[0]['created_at']}" if backups else \
-            "; there is no backup at all"
+        oldest = (
+            f"; the oldest backup was taken at {backups[0]['created_at']}"
+            if backups
+            else "; there is no backup at all"
+        )
         raise InvalidInput(f"no backup at or before recovery_time {shown!r}{oldest}")
     _, _, base_id, ranges, open_from = max(events, key=lambda event: (event[0], event[1]))
     needed = min([open_from, *(start for start, _ in ranges)])
     if engine.oplog.first_lsn() > needed + 1:
-        raise InvalidInput(f"the operation log no longer reaches back to backup {base_id} "
-                           f"(oplog.retention_days = {engine.settings.oplog.retention_days})")
+        raise InvalidInput(
+            f"the operation log no longer reaches back to backup {base_id} "
+            f"(oplog.retention_days = {engine.settings.oplog.retention_days})"
+        )
     return base_id, ranges, open_from
 
 
-def _replay(engine: Engine, store: GraphStore, ranges: list[list[int]], open_from: int,
-            target: float) -> tuple[int, list[list[int]]]:
+def _replay(
+    engine: Engine, store: GraphStore, ranges: list[list[int]], open_from: int, target: float
+) -> tuple[int, list[list[int]]]:
     applied = 0
     for start, end in ranges:
         for entry in engine.oplog.read(start):
@@ -140,8 +153,14 @@ def _replay(engine: Engine, store: GraphStore, ranges: list[list[int]], open_fro
     return applied, [*ranges, [open_from, last]]
 
 
-def _restore(engine: Engine, manifest: dict[str, Any], *, ranges: list[list[int]],
-             open_from: int | None, target_ts: float | None) -> dict[str, Any]:
+def _restore(
+    engine: Engine,
+    manifest: dict[str, Any],
+    *,
+    ranges: list[list[int]],
+    open_from: int | None,
+    target_ts: float | None,
+) -> dict[str, Any]:
     started = time.monotonic()
     backup_id = manifest["backup_id"]
     db_path = Path(engine.settings.database.path)
@@ -165,8 +184,9 @@ def _restore(engine: Engine, manifest: dict[str, Any], *, ranges: list[list[int]
             swap_in(db_path, swaps)
         finally:
             engine.open_store()  # the restored data, or the old data if the swap failed
-        engine.oplog.append(time.time(), {"op": "restore", "backup_id": backup_id,
-                                          "ranges": marker_ranges})
+        engine.oplog.append(
+            time.time(), {"op": "restore", "backup_id": backup_id, "ranges": marker_ranges}
+        )
     log.info("%s from backup %s done: %d operations replayed", reason, backup_id, replayed)
     return {
         "status": "restored",

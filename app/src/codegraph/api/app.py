@@ -35,13 +35,15 @@ def _declare_bearer_auth(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = default_openapi()
             schema.setdefault("components", {})["securitySchemes"] = {
-                "apiKey": {"type": "http", "scheme": "bearer"}}
+                "apiKey": {"type": "http", "scheme": "bearer"}
+            }
             for path, operations in schema["paths"].items():
                 for operation in operations.values():
                     operation["security"] = [] if path in OPEN_PATHS else [{"apiKey": []}]
                     if path not in OPEN_PATHS:
                         operation.setdefault("responses", {})["401"] = {
-                            "description": "Missing or wrong API key"}
+                            "description": "Missing or wrong API key"
+                        }
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -12,8 +12,12 @@ router = APIRouter(tags=["backup"])
 @router.post("/backup", summary="Take a consistent backup (checkpoint, index, manifest)")
 def create_backup(engine: EngineDep) -> dict:
     manifest = recovery.create_backup(engine)
-    return {"backup_id": manifest["backup_id"], "created_at": manifest["created_at"],
-            "nodes_total": manifest["nodes_total"], "files": len(manifest["files"])}
+    return {
+        "backup_id": manifest["backup_id"],
+        "created_at": manifest["created_at"],
+        "nodes_total": manifest["nodes_total"],
+        "files": len(manifest["files"]),
+    }
 
 
 @router.get("/backup", summary="List the backups, oldest first")
@@ -26,7 +30,9 @@ def restore(payload: RestoreRequest, engine: EngineDep) -> dict:
     return recovery.restore(engine, payload.backup_id)
 
 
-@router.post("/recovery/point-in-time",
-             summary="The latest backup before the time, plus the operation log replayed up to it")
+@router.post(
+    "/recovery/point-in-time",
+    summary="The latest backup before the time, plus the operation log replayed up to it",
+)
 def point_in_time(payload: PointInTimeRequest, engine: EngineDep) -> dict:
     return recovery.point_in_time(engine, payload.recovery_time)

@@ -21,9 +21,17 @@ OPEN_PATHS = frozenset({"/health"})
 
 async def _reply(send: Any, status: int, detail: str, headers: list | None = None) -> None:
     body = orjson.dumps({"detail": detail})
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -37,8 +45,10 @@ class ServiceMiddleware:
     def _observe(self, method: str, handler: str, code: int, seconds: float) -> None:
         series = self._series.get((method, handler, code))
         if series is None:  # cache label lookups: they cost more than the increments
-            series = (metrics.HTTP_REQUESTS.labels(method, handler, str(code)),
-                      metrics.HTTP_DURATION.labels(method, handler))
+            series = (
+                metrics.HTTP_REQUESTS.labels(method, handler, str(code)),
+                metrics.HTTP_DURATION.labels(method, handler),
+            )
             self._series[(method, handler, code)] = series
         series[0].inc()
         series[1].observe(seconds)
@@ -60,28 +70,46 @@ class ServiceMiddleware:
         metrics.HTTP_CONCURRENT.inc()
         try:
             headers = dict(scope["headers"])
-            if scope["path"] not in OPEN_PATHS and not self.keys.check(headers.get(b"authorization")):
+            if scope["path"] not in OPEN_PATHS and not self.keys.check(
+                headers.get(b"authorization")
+            ):
                 handler = "(unauthenticated)"
                 metrics.AUTH_FAILURES.inc()
                 client = scope.get("client") or ("-", 0)
                 reason = "no API key" if b"authorization" not in headers else "wrong API key"
-                log.warning("authentication failed: %s for %s %s from %s (status 401)",
-                            reason, scope["method"], scope["path"], client[0])
-                await _reply(send_and_note, 401, "missing or invalid API key",
-                             [(b"www-authenticate", b"Bearer")])
+                log.warning(
+                    "authentication failed: %s for %s %s from %s (status 401)",
+                    reason,
+                    scope["method"],
+                    scope["path"],
+                    client[0],
+                )
+                await _reply(
+                    send_and_note,
+                    401,
+                    "missing or invalid API key",
+                    [(b"www-authenticate", b"Bearer")],
+                )
                 return
             length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_request_bytes:
                 handler = "(too large)"
-                await _reply(send_and_note, 413, f"request body over {self.max_request_bytes} "
-                             "bytes (server.max_request_bytes)")
+                await _reply(
+                    send_and_note,
+                    413,
+                    f"request body over {self.max_request_bytes} bytes (server.max_request_bytes)",
+                )
                 return
             if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
                 receive = await self._buffered(receive)
                 if receive is None:
                     handler = "(too large)"
-                    await _reply(send_and_note, 413, f"request body over "
-                                 f"{self.max_request_bytes} bytes (server.max_request_bytes)")
+                    await _reply(
+                        send_and_note,
+                        413,
+                        f"request body over "
+                        f"{self.max_request_bytes} bytes (server.max_request_bytes)",
+                    )
                     return
             await self.app(scope, receive, send_and_note)
             route = scope.get("route")

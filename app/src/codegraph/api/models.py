@@ -27,8 +27,9 @@ Language = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_+#-]{0,31}$"
 Line = Annotated[int, Field(ge=1)]
 Text = Annotated[str, StringConstraints(max_length=1_048_576)]
 Docstring = Annotated[str, StringConstraints(max_length=65_536)]
-Embedding = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
-                      Field(min_length=1, max_length=4096)]
+Embedding = Annotated[
+    list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=1, max_length=4096)
+]
 # The node-route suffixes: an id must not end with one, or its URL would be ambiguous.
 _RESERVED_SUFFIXES = ("/edges", "/neighbors")
 

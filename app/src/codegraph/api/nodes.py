@@ -33,22 +33,35 @@ def list_nodes(
     kind: Kind | None = None,
     language: Annotated[str | None, Query(max_length=32)] = None,
     path_prefix: Annotated[str | None, Query(max_length=4096)] = None,
-    cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor of the previous page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
-    return engine.list_nodes(kind=kind, language=language, path_prefix=path_prefix,
-                             cursor=cursor, limit=limit)
+    return engine.list_nodes(
+        kind=kind, language=language, path_prefix=path_prefix, cursor=cursor, limit=limit
+    )
 
 
 @router.get("/nodes/{node_id:path}/edges", summary="Edges of a node")
-def node_edges(node_id: str, engine: EngineDep, direction: Direction = "both",
-               type: EdgeType | None = None, limit: Limit = 1000) -> dict:  # noqa: A002
+def node_edges(
+    node_id: str,
+    engine: EngineDep,
+    direction: Direction = "both",
+    type: EdgeType | None = None,
+    limit: Limit = 1000,
+) -> dict:
     return engine.node_edges(node_id, direction, type, limit)
 
 
 @router.get("/nodes/{node_id:path}/neighbors", summary="Nodes linked to a node")
-def neighbors(node_id: str, engine: EngineDep, direction: Direction = "both",
-              type: EdgeType | None = None, limit: Limit = 1000) -> dict:  # noqa: A002
+def neighbors(
+    node_id: str,
+    engine: EngineDep,
+    direction: Direction = "both",
+    type: EdgeType | None = None,
+    limit: Limit = 1000,
+) -> dict:
     return engine.neighbors(node_id, direction, type, limit)
 
 

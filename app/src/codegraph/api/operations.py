@@ -1,5 +1,7 @@
 """Integrity check, compaction, analyze and auto-tune."""
 
+from typing import Annotated
+
 from fastapi import APIRouter, Body
 
 from codegraph import maintenance
@@ -24,8 +26,10 @@ def analyze(engine: EngineDep) -> dict:
     return maintenance.analyze(engine)
 
 
-@router.post("/optimization/auto-tune",
-             summary="Recommend a RocksDB profile and efSearch; apply what is safe online")
-def auto_tune(engine: EngineDep,
-              payload: AutoTuneRequest = Body(default_factory=AutoTuneRequest)) -> dict:  # noqa: B008
+@router.post(
+    "/optimization/auto-tune",
+    summary="Recommend a RocksDB profile and efSearch; apply what is safe online",
+)
+def auto_tune(engine: EngineDep, payload: Annotated[AutoTuneRequest | None, Body()] = None) -> dict:
+    payload = payload or AutoTuneRequest()  # the runbook posts no body
     return maintenance.auto_tune(engine, target_recall=payload.target_recall, apply=payload.apply)

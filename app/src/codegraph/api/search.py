@@ -24,5 +24,11 @@ def search(
 
 @router.post("/search", summary="Search with a body: a query text and/or an embedding")
 def search_body(payload: SearchRequest, engine: EngineDep) -> dict:
-    return engine.search(query=payload.q, mode=payload.mode, k=payload.k, kind=payload.kind,
-                         embedding=payload.embedding, ef_search=payload.ef_search)
+    return engine.search(
+        query=payload.q,
+        mode=payload.mode,
+        k=payload.k,
+        kind=payload.kind,
+        embedding=payload.embedding,
+        ef_search=payload.ef_search,
+    )

@@ -1,5 +1,7 @@
 """The vector index: performance, stats, rebuild."""
 
+from typing import Annotated
+
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
@@ -14,13 +16,21 @@ def performance(engine: EngineDep) -> dict:
     return engine.vector_performance()
 
 
-@router.get("/index/stats", summary="Index type, size, dimension, parameters, lag, rebuild progress")
+@router.get(
+    "/index/stats", summary="Index type, size, dimension, parameters, lag, rebuild progress"
+)
 def index_stats(engine: EngineDep) -> dict:
     return engine.vector_stats()
 
 
-@router.post("/index/rebuild", status_code=202,
-             summary="Rebuild the index in the background; queries use the old one until the swap")
-def rebuild(engine: EngineDep, payload: RebuildRequest = Body(default_factory=RebuildRequest)) -> JSONResponse:  # noqa: B008
+@router.post(
+    "/index/rebuild",
+    status_code=202,
+    summary="Rebuild the index in the background; queries use the old one until the swap",
+)
+def rebuild(
+    engine: EngineDep, payload: Annotated[RebuildRequest | None, Body()] = None
+) -> JSONResponse:
+    payload = payload or RebuildRequest()
     overrides = payload.parameters.model_dump(exclude_none=True)
     return JSONResponse(engine.rebuild_index(payload.index_type, overrides), status_code=202)

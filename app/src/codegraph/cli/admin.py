@@ -26,8 +26,10 @@ def _print(value: Any) -> None:
 
 def _check_config(settings: Settings, args: argparse.Namespace) -> int:
     db = settings.database
-    print(f"{args.config}: OK (profile {db.profile}, database {db.path}, "
-          f"port {settings.server.port}, TLS {'on' if settings.server.tls else 'off'})")
+    print(
+        f"{args.config}: OK (profile {db.profile}, database {db.path}, "
+        f"port {settings.server.port}, TLS {'on' if settings.server.tls else 'off'})"
+    )
     return 0
 
 
@@ -87,8 +89,11 @@ COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="codegraph-admin", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="/opt/codegraph/config/codegraph.toml",
-                        help="the TOML configuration (default: %(default)s)")
+    parser.add_argument(
+        "--config",
+        default="/opt/codegraph/config/codegraph.toml",
+        help="the TOML configuration (default: %(default)s)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, summary) in COMMANDS.items():

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 
 import uvicorn
 from prometheus_client import start_http_server
@@ -41,6 +42,13 @@ def notify_systemd(state: str) -> None:
 
 
 class Server(uvicorn.Server):
+    """uvicorn's server, telling systemd about readiness and closing the engine on the
+    way out (uvicorn re-raises SIGTERM after shutdown, so nothing runs after that)."""
+
+    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_shutdown = on_shutdown
+
     async def startup(self, sockets: list | None = None) -> None:
         await super().startup(sockets)
         if self.started:
@@ -49,6 +57,7 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets: list | None = None) -> None:
         notify_systemd("STOPPING=1")
         await super().shutdown(sockets)
+        self.on_shutdown()
 
 
 def _reloader(config_path: str, keys: ApiKeys, contexts: list):
@@ -64,8 +73,12 @@ def _reloader(config_path: str, keys: ApiKeys, contexts: list):
             for context in contexts:
                 context.load_cert_chain(settings.server.tls_cert, settings.server.tls_key)
             metrics.TLS_CERT_EXPIRY.set(metrics.certificate_expiry(settings.server.tls_cert))
-        log.info("reloaded: API keys, log level %s%s", settings.server.log_level,
-                 ", TLS certificate" if settings.server.tls else "")
+        log.info(
+            "reloaded: API keys, log level %s%s",
+            settings.server.log_level,
+            ", TLS certificate" if settings.server.tls else "",
+        )
+
     return reload
 
 
@@ -83,39 +96,65 @@ def serve(config_path: str, settings: Settings) -> int:
         return 3
     try:
         metrics.watch(engine.figures)
-        tls = {"certfile": server_settings.tls_cert, "keyfile": server_settings.tls_key} \
-            if server_settings.tls else {}
-        metrics_server, _ = start_http_server(server_settings.metrics_port, server_settings.host,
-                                              **tls)
+        tls = (
+            {"certfile": server_settings.tls_cert, "keyfile": server_settings.tls_key}
+            if server_settings.tls
+            else {}
+        )
+        metrics_server, _ = start_http_server(
+            server_settings.metrics_port, server_settings.host, **tls
+        )
         if server_settings.tls:
             metrics.TLS_CERT_EXPIRY.set(metrics.certificate_expiry(server_settings.tls_cert))
         app = create_app(engine, keys, max_request_bytes=server_settings.max_request_bytes)
         config = uvicorn.Config(
-            app, host=server_settings.host, port=server_settings.port,
+            app,
+            host=server_settings.host,
+            port=server_settings.port,
             ssl_certfile=server_settings.tls_cert or None,
             ssl_keyfile=server_settings.tls_key or None,
-            log_config=None, access_log=server_settings.access_log, server_header=False,
-            loop="uvloop", http="httptools", lifespan="off", timeout_graceful_shutdown=15,
+            log_config=None,
+            access_log=server_settings.access_log,
+            server_header=False,
+            loop="uvloop",
+            http="httptools",
+            lifespan="off",
+            timeout_graceful_shutdown=15,
         )
         config.load()
         contexts = [c for c in (config.ssl, getattr(metrics_server.socket, "context", None)) if c]
         signal.signal(signal.SIGHUP, _reloader(config_path, keys, contexts))
         scheme = "https" if server_settings.tls else "http"
-        log.info("codegraph %s serving %s://%s:%d (metrics on port %d), RocksDB profile %s",
-                 __version__, scheme, server_settings.host, server_settings.port,
-                 server_settings.metrics_port, settings.database.profile)
-        Server(config).run()
-        metrics_server.shutdown()
-    finally:
-        engine.close()
-        log.info("stopped")
+        log.info(
+            "codegraph %s serving %s://%s:%d (metrics on port %d), RocksDB profile %s",
+            __version__,
+            scheme,
+            server_settings.host,
+            server_settings.port,
+            server_settings.metrics_port,
+            settings.database.profile,
+        )
+
+        def close() -> None:
+            metrics_server.shutdown()
+            engine.close()
+            log.info("stopped")
+
+        Server(config, on_shutdown=close).run()
+    except BaseException:
+        if engine.gate.closed_for is None:
+            engine.close()
+        raise
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="codegraph-api", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="/opt/codegraph/config/codegraph.toml",
-                        help="the TOML configuration (default: %(default)s)")
+    parser.add_argument(
+        "--config",
+        default="/opt/codegraph/config/codegraph.toml",
+        help="the TOML configuration (default: %(default)s)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
     try:

@@ -17,8 +17,9 @@ def language_of(path: str, declared: str | None) -> str:
     language = (declared or EXTENSIONS.get("." + path.rsplit(".", 1)[-1], "")).lower()
     if language not in PARSERS:
         shown = language or "unknown (no language given and no known extension)"
-        raise InvalidInput(f"{path}: language {shown} is not supported; "
-                           f"supported: {', '.join(sorted(PARSERS))}")
+        raise InvalidInput(
+            f"{path}: language {shown} is not supported; supported: {', '.join(sorted(PARSERS))}"
+        )
     return language
 
 

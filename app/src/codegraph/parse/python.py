@@ -57,12 +57,21 @@ class _FileParser:
                 f"{self.path}: Python syntax error at line {error.lineno}: {error.msg}"
             ) from None
         file_id = f"file:{self.path}"
-        self.nodes.append({
-            "id": file_id, "kind": "file", "name": self.path.rsplit("/", 1)[-1],
-            "qualified_name": self.module, "path": self.path, "language": "python",
-            "start_line": 1, "end_line": max(len(self.source.splitlines()), 1),
-            "docstring": ast.get_docstring(tree), "text": None, "attributes": {},
-        })
+        self.nodes.append(
+            {
+                "id": file_id,
+                "kind": "file",
+                "name": self.path.rsplit("/", 1)[-1],
+                "qualified_name": self.module,
+                "path": self.path,
+                "language": "python",
+                "start_line": 1,
+                "end_line": max(len(self.source.splitlines()), 1),
+                "docstring": ast.get_docstring(tree),
+                "text": None,
+                "attributes": {},
+            }
+        )
         self._imports(tree, file_id)
         self._body(tree.body, file_id, prefix="", owner_class=None)
 
@@ -80,17 +89,33 @@ class _FileParser:
                     continue
                 seen.add(name)
                 module_id = f"module:{name}"
-                self.nodes.append({
-                    "id": module_id, "kind": "module", "name": name.rsplit(".", 1)[-1],
-                    "qualified_name": name, "path": None, "language": "python",
-                    "start_line": None, "end_line": None, "text": None, "docstring": None,
-                    "attributes": {"external": True},
-                })
-                self.edges.append({"source": file_id, "target": module_id, "type": "imports",
-                                   "attributes": {"line": statement.lineno}})
+                self.nodes.append(
+                    {
+                        "id": module_id,
+                        "kind": "module",
+                        "name": name.rsplit(".", 1)[-1],
+                        "qualified_name": name,
+                        "path": None,
+                        "language": "python",
+                        "start_line": None,
+                        "end_line": None,
+                        "text": None,
+                        "docstring": None,
+                        "attributes": {"external": True},
+                    }
+                )
+                self.edges.append(
+                    {
+                        "source": file_id,
+                        "target": module_id,
+                        "type": "imports",
+                        "attributes": {"line": statement.lineno},
+                    }
+                )
 
-    def _body(self, body: list[ast.stmt], parent_id: str, prefix: str,
-              owner_class: str | None) -> None:
+    def _body(
+        self, body: list[ast.stmt], parent_id: str, prefix: str, owner_class: str | None
+    ) -> None:
         for statement in body:
             if isinstance(statement, ast.ClassDef):
                 self._definition(statement, "class", parent_id, prefix, owner_class)
@@ -98,24 +123,40 @@ class _FileParser:
                 kind = "method" if owner_class else "function"
                 self._definition(statement, kind, parent_id, prefix, owner_class)
 
-    def _definition(self, definition: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef,
-                    kind: str, parent_id: str, prefix: str, owner_class: str | None) -> None:
+    def _definition(
+        self,
+        definition: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef,
+        kind: str,
+        parent_id: str,
+        prefix: str,
+        owner_class: str | None,
+    ) -> None:
         qualname = f"{prefix}{definition.name}"
         node_id = f"{'class' if kind == 'class' else 'function'}:{self.path}:{qualname}"
-        self.nodes.append({
-            "id": node_id, "kind": kind, "name": definition.name,
-            "qualified_name": f"{self.module}.{qualname}" if self.module else qualname,
-            "path": self.path, "language": "python",
-            "start_line": definition.lineno, "end_line": definition.end_lineno or definition.lineno,
-            "text": ast.get_source_segment(self.source, definition),
-            "docstring": ast.get_docstring(definition),
-            "attributes": {"async": True} if isinstance(definition, ast.AsyncFunctionDef) else {},
-        })
-        self.edges.append({"source": parent_id, "target": node_id, "type": "contains",
-                           "attributes": {}})
+        self.nodes.append(
+            {
+                "id": node_id,
+                "kind": kind,
+                "name": definition.name,
+                "qualified_name": f"{self.module}.{qualname}" if self.module else qualname,
+                "path": self.path,
+                "language": "python",
+                "start_line": definition.lineno,
+                "end_line": definition.end_lineno or definition.lineno,
+                "text": ast.get_source_segment(self.source, definition),
+                "docstring": ast.get_docstring(definition),
+                "attributes": {"async": True}
+                if isinstance(definition, ast.AsyncFunctionDef)
+                else {},
+            }
+        )
+        self.edges.append(
+            {"source": parent_id, "target": node_id, "type": "contains", "attributes": {}}
+        )
         if isinstance(definition, ast.ClassDef):
-            self.bases.extend((node_id, name) for base in definition.bases
-                              if (name := _base_name(base)))
+            self.bases.extend(
+                (node_id, name) for base in definition.bases if (name := _base_name(base))
+            )
             self._body(definition.body, node_id, f"{qualname}.", owner_class=qualname)
             return
         for inner in _calls_outside_nested_defs(definition):
@@ -169,10 +210,13 @@ def parse_python(files: list[tuple[str, str]]) -> tuple[list[dict], list[dict]]:
             target = resolve(name, ("function", "method", "class"), parser.path, owner)
             if target and (caller, target) not in seen:
                 seen.add((caller, target))
-                edges.append({"source": caller, "target": target, "type": "calls", "attributes": {}})
+                edges.append(
+                    {"source": caller, "target": target, "type": "calls", "attributes": {}}
+                )
         for class_id, name in parser.bases:
             target = resolve(name, ("class",), parser.path, None)
             if target and target != class_id:
-                edges.append({"source": class_id, "target": target, "type": "inherits",
-                              "attributes": {}})
+                edges.append(
+                    {"source": class_id, "target": target, "type": "inherits", "attributes": {}}
+                )
     return list(nodes.values()), edges

@@ -78,7 +78,8 @@ class BackupStore:
         files = {}
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             files[str(path.relative_to(staging))] = {
-                "sha256": sha256_file(path), "size": path.stat().st_size,
+                "sha256": sha256_file(path),
+                "size": path.stat().st_size,
             }
         manifest = {"backup_id": backup_id, **info, "files": files}
         manifest_path = staging / MANIFEST
@@ -151,9 +152,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
     shutil.copy2(source, target)
 
 
-def stage_restore(
-    backup_path: Path, db_path: Path, index_path: Path
-) -> list[tuple[str, str, str]]:
+def stage_restore(backup_path: Path, db_path: Path, index_path: Path) -> list[tuple[str, str, str]]:
     """Copy a verified backup next to the live data; return the swaps to make.
 
     Each swap is (live path, staged path, set-aside path).
@@ -164,15 +163,26 @@ def stage_restore(
     db_staged.mkdir(parents=True)
     for file in (backup_path / "rocksdb").iterdir():
         _link_or_copy(file, db_staged / file.name)
-    swaps = [(str(db_path), str(db_staged), str(db_path.with_name(f"{db_path.name}.pre-restore-{stamp}")))]
+    swaps = [
+        (
+            str(db_path),
+            str(db_staged),
+            str(db_path.with_name(f"{db_path.name}.pre-restore-{stamp}")),
+        )
+    ]
     index_backup = backup_path / "vector" / "index.bin"
     if index_backup.is_file():
         index_path.parent.mkdir(parents=True, exist_ok=True)
         index_staged = index_path.with_name(index_path.name + ".restoring")
         index_staged.unlink(missing_ok=True)
         _link_or_copy(index_backup, index_staged)
-        swaps.append((str(index_path), str(index_staged),
-                      str(index_path.with_name(f"{index_path.name}.pre-restore-{stamp}"))))
+        swaps.append(
+            (
+                str(index_path),
+                str(index_staged),
+                str(index_path.with_name(f"{index_path.name}.pre-restore-{stamp}")),
+            )
+        )
     return swaps
 
 

@@ -42,7 +42,8 @@ def rocksdb_figures(store: GraphStore) -> dict[str, Any]:
             "flush_bytes": flush_bytes,
             # bytes RocksDB wrote to SST files per byte the service wrote
             "write_amplification": round((flush_bytes + compact_written) / user_bytes, 3)
-            if user_bytes else None,
+            if user_bytes
+            else None,
             "stopped": prop("rocksdb.is-write-stopped") > 0,
             "delayed_write_rate": prop("rocksdb.actual-delayed-write-rate"),
             "stall_micros": ticker("stall.micros"),

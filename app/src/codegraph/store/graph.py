@@ -35,17 +35,26 @@ from codegraph.text import name_keys
 COLUMN_FAMILIES = ("nodes", "embeddings", "edges", "lookup")
 EDGE_TYPES = ("contains", "imports", "calls", "inherits")
 # The client-settable fields of a node, as stored in its record.
-NODE_FIELDS = ("id", "kind", "name", "qualified_name", "path", "language", "start_line",
-               "end_line", "text", "docstring", "attributes")
+NODE_FIELDS = (
+    "id",
+    "kind",
+    "name",
+    "qualified_name",
+    "path",
+    "language",
+    "start_line",
+    "end_line",
+    "text",
+    "docstring",
+    "attributes",
+)
 _COUNTERS = ("nodes_total", "edges_total", "vq_seq")
 _U64 = struct.Struct(">Q")
 SCAN_LIMIT = 100_000  # entries one list/search request may examine
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _lookup_keys(record: dict[str, Any]) -> set[bytes]:
@@ -78,7 +87,9 @@ class GraphStore:
             )
         except Exception as error:  # rocksdict raises plain Exception
             if "lock" in str(error).lower():
-                raise DatabaseInUse(f"the database at {path} is in use by another process") from None
+                raise DatabaseInUse(
+                    f"the database at {path} is in use by another process"
+                ) from None
             raise
         self.path = path
         self.cf = {name: self.db.get_column_family(name) for name in COLUMN_FAMILIES}
@@ -113,7 +124,9 @@ class GraphStore:
         raw = self.cf["embeddings"].get(node_id.encode())
         return np.frombuffer(raw, dtype=np.float32) if raw is not None else None
 
-    def scan(self, cf: str, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+    def scan(
+        self, cf: str, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Keys and values of one column family that start with prefix."""
         iterator = (self.db if cf == "default" else self.cf[cf]).iter()
         iterator.seek(start if start is not None else prefix)
@@ -132,7 +145,7 @@ class GraphStore:
         after = cursor.encode() + b"\0" if cursor else b""
         if kind:
             prefix = b"k" + kind.encode() + b"\0"
-            ids = (key[len(prefix):] for key, _ in self.scan("lookup", prefix, prefix + after))
+            ids = (key[len(prefix) :] for key, _ in self.scan("lookup", prefix, prefix + after))
             source = ((node_id, None) for node_id in ids)
         else:
             source = self.scan("nodes", b"", after or None)
@@ -172,7 +185,9 @@ class GraphStore:
                 found.append(_edge(source, kind, target, value or b"{}"))
         return found
 
-    def search_names(self, keys: list[str], kind: str | None, limit: int) -> list[tuple[str, float]]:
+    def search_names(
+        self, keys: list[str], kind: str | None, limit: int
+    ) -> list[tuple[str, float]]:
         """Nodes whose name or qualified name has a sub-word starting with a key.
 
         An exact sub-word match scores 2, a prefix match 1, summed over keys.
@@ -190,8 +205,11 @@ class GraphStore:
         ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
         if kind:
             kind_prefix = b"k" + kind.encode() + b"\0"
-            ranked = [(node_id, score) for node_id, score in ranked
-                      if self.cf["lookup"].get(kind_prefix + node_id) is not None]
+            ranked = [
+                (node_id, score)
+                for node_id, score in ranked
+                if self.cf["lookup"].get(kind_prefix + node_id) is not None
+            ]
         return [(node_id.decode(), score) for node_id, score in ranked[:limit]]
 
     def queue_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
@@ -252,7 +270,10 @@ class GraphStore:
             twice = next(node_id for node_id in ids if node_id in seen or seen.add(node_id))
             raise InvalidInput(f"node id {twice!r} appears more than once in the request")
         batch, nodes_cf, lookup, embeddings = (
-            plan.batch, self._handle["nodes"], self._handle["lookup"], self._handle["embeddings"]
+            plan.batch,
+            self._handle["nodes"],
+            self._handle["lookup"],
+            self._handle["embeddings"],
         )
         stamp = iso(ts)
         created = 0
@@ -301,8 +322,10 @@ class GraphStore:
         missing = [node_id for node_id, raw in zip(endpoints, present, strict=True) if raw is None]
         if missing:
             shown = ", ".join(repr(node_id) for node_id in missing[:5])
-            raise InvalidInput(f"edges refer to unknown node ids: {shown}"
-                               + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+            raise InvalidInput(
+                f"edges refer to unknown node ids: {shown}"
+                + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            )
         by_key = {}
         for edge in edges:
             keys = _edge_keys(edge["source"], edge["type"], edge["target"])
@@ -351,7 +374,9 @@ class GraphStore:
         for (forward, reverse), value in zip(keys, present, strict=True):
             if value is None:
                 source, kind, target = forward[1:].split(b"\0")
-                raise NotFound(f"no edge {source.decode()!r} -{kind.decode()}-> {target.decode()!r}")
+                raise NotFound(
+                    f"no edge {source.decode()!r} -{kind.decode()}-> {target.decode()!r}"
+                )
             plan.batch.delete(forward, self._handle["edges"])
             plan.batch.delete(reverse, self._handle["edges"])
         plan.counters["edges_total"] -= len(keys)

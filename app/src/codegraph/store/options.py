@@ -37,9 +37,7 @@ def build_options(
     options.create_missing_column_families(True)
     options.set_block_based_table_factory(table)
     options.set_bloom_locality(tuning["bloom_locality"])
-    options.set_level_zero_file_num_compaction_trigger(
-        tuning["level0_file_num_compaction_trigger"]
-    )
+    options.set_level_zero_file_num_compaction_trigger(tuning["level0_file_num_compaction_trigger"])
     options.set_level_zero_slowdown_writes_trigger(tuning["level0_slowdown_writes_trigger"])
     options.set_level_zero_stop_writes_trigger(tuning["level0_stop_writes_trigger"])
     options.set_max_bytes_for_level_base(tuning["max_bytes_for_level_base"])

@@ -16,7 +16,13 @@ import numpy as np
 from codegraph.text import identifier_tokens
 
 _MAX_TEXT_TOKENS = 2000
-_WEIGHTS = (("name", 3.0), ("qualified_name", 1.5), ("path", 0.5), ("docstring", 1.0), ("text", 1.0))
+_WEIGHTS = (
+    ("name", 3.0),
+    ("qualified_name", 1.5),
+    ("path", 0.5),
+    ("docstring", 1.0),
+    ("text", 1.0),
+)
 
 
 def _features(record: dict[str, Any]) -> list[tuple[str, float]]:

@@ -135,8 +135,13 @@ class VectorIndex:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = orjson.dumps(
-            {"params": asdict(self.params), "efSearch": self.ef_search, "seq": self.seq,
-             "ids": self.ids, "versions": self.versions}
+            {
+                "params": asdict(self.params),
+                "efSearch": self.ef_search,
+                "seq": self.seq,
+                "ids": self.ids,
+                "versions": self.versions,
+            }
         )
         blob = faiss.serialize_index(self.index)
         temporary = path.with_name(path.name + ".tmp")
@@ -153,19 +158,21 @@ class VectorIndex:
         if bytes(data[: len(_MAGIC)]) != _MAGIC:
             raise ValueError(f"{path} is not a CodeGraph vector index")
         start = len(_MAGIC) + _LENGTH.size
-        (length,) = _LENGTH.unpack(bytes(data[len(_MAGIC):start]))
-        meta = orjson.loads(bytes(data[start:start + length]))
+        (length,) = _LENGTH.unpack(bytes(data[len(_MAGIC) : start]))
+        meta = orjson.loads(bytes(data[start : start + length]))
         loaded = cls(IndexParams(**meta["params"]))
-        loaded.index = faiss.deserialize_index(data[start + length:])
+        loaded.index = faiss.deserialize_index(data[start + length :])
         loaded.ef_search = meta["efSearch"]
         loaded.ids = meta["ids"]
         loaded.versions = meta["versions"]
         loaded.seq = meta["seq"]
-        live = np.fromiter((node_id is not None for node_id in loaded.ids), dtype=bool,
-                           count=len(loaded.ids))
+        live = np.fromiter(
+            (node_id is not None for node_id in loaded.ids), dtype=bool, count=len(loaded.ids)
+        )
         packed = np.packbits(live, bitorder="little")
         loaded._live = np.zeros(max(1024, len(packed)), dtype=np.uint8)
         loaded._live[: len(packed)] = packed
-        loaded.label_of = {node_id: label for label, node_id in enumerate(loaded.ids)
-                           if node_id is not None}
+        loaded.label_of = {
+            node_id: label for label, node_id in enumerate(loaded.ids) if node_id is not None
+        }
         return loaded

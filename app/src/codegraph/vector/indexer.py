@@ -60,7 +60,8 @@ class SearchStats:
         values = np.array([seconds for _, seconds in latencies]) * 1000
         percentiles = (
             {f"p{q}_ms": round(float(np.percentile(values, q)), 3) for q in (50, 95, 99)}
-            if len(values) else {"p50_ms": None, "p95_ms": None, "p99_ms": None}
+            if len(values)
+            else {"p50_ms": None, "p95_ms": None, "p99_ms": None}
         )
         return {
             "searches_total": self.total,
@@ -156,8 +157,10 @@ class Indexer:
                         self._caught_up_at = time.monotonic()
                         break
                 self._measure_recall()
-                if (self.index.seq != self._saved_seq
-                        and time.monotonic() - self._saved_at >= SAVE_INTERVAL_SECONDS):
+                if (
+                    self.index.seq != self._saved_seq
+                    and time.monotonic() - self._saved_at >= SAVE_INTERVAL_SECONDS
+                ):
                     self.save()
             except Exception:
                 log.exception("vector indexer failed; retrying")
@@ -186,10 +189,15 @@ class Indexer:
         for record in records:
             if record["embedding_source"] == "client":
                 stored = self.store.get_embedding(record["id"])
-                vector = normalize(stored) if stored is not None and len(stored) == dimension else None
+                vector = (
+                    normalize(stored) if stored is not None and len(stored) == dimension else None
+                )
                 if vector is None:
-                    log.warning("node %r: stored embedding does not fit dimension %d; not indexed",
-                                record["id"], dimension)
+                    log.warning(
+                        "node %r: stored embedding does not fit dimension %d; not indexed",
+                        record["id"],
+                        dimension,
+                    )
                     index.remove(record["id"])
                     continue
             else:
@@ -211,7 +219,9 @@ class Indexer:
             index = self.index
             index.save(self.path)
             self._saved_seq, self._saved_at = index.seq, time.monotonic()
-            floor = index.seq if self._rebuild_floor is None else min(index.seq, self._rebuild_floor)
+            floor = (
+                index.seq if self._rebuild_floor is None else min(index.seq, self._rebuild_floor)
+            )
             self.store.trim_queue(floor)
 
     # -------------------------------------------------------------- recall
@@ -230,8 +240,12 @@ class Indexer:
     def _new_rebuild_status(self, params: IndexParams) -> None:
         self._cancel_rebuild.clear()
         self.rebuild_status = {
-            "state": "running", "parameters": params.__dict__, "started_at": iso(time.time()),
-            "done": 0, "total": self.store.counters["nodes_total"], "progress": 0.0,
+            "state": "running",
+            "parameters": params.__dict__,
+            "started_at": iso(time.time()),
+            "done": 0,
+            "total": self.store.counters["nodes_total"],
+            "progress": 0.0,
         }
 
     def catch_up(self, progress: Callable[[str], None] = lambda message: None) -> None:
@@ -242,8 +256,10 @@ class Indexer:
             progress(f"building the vector index ({self.rebuild_status['total']} nodes)...")
             self._rebuild(params)
             if self.rebuild_status["state"] != "completed":
-                raise CodeGraphError(f"vector index rebuild {self.rebuild_status['state']}: "
-                                     f"{self.rebuild_status.get('error', '')}")
+                raise CodeGraphError(
+                    f"vector index rebuild {self.rebuild_status['state']}: "
+                    f"{self.rebuild_status.get('error', '')}"
+                )
         with self.pause_lock:
             while self._apply_pending(self.index, 4 * CHUNK):
                 pass
