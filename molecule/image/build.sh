@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Build the Debian 12 systemd image the test hosts run, once: it is tagged with a
+# hash of this recipe and rebuilt only when the recipe changes.
+# There are no registry images here, hence debootstrap + `podman import`.
+set -euo pipefail
+
+name=localhost/codegraph-debian12-systemd
+mirror=http://deb.debian.org/debian
+# What a fresh Debian 12 server of the fleet has, plus the packages the roles
+# install (so a test run does not depend on the mirror; the roles still declare them).
+include=(
+  systemd systemd-sysv dbus sudo python3 python3-apt python3-venv iproute2 procps
+  ca-certificates curl jq openssl cron logrotate gzip tar less
+  prometheus prometheus-alertmanager prometheus-node-exporter haproxy socat
+)
+recipe_hash=$( (cat "$0"; printf '%s\n' "${include[@]}") | sha256sum | cut -c1-12)
+image="$name:$recipe_hash"
+
+if podman image exists "$image"; then
+  echo "$image"
+  exit 0
+fi
+echo "building $image with debootstrap (about a minute)..." >&2
+root=$(mktemp -d /var/tmp/codegraph-rootfs.XXXXXX)
+trap 'rm -rf "$root"' EXIT
+debootstrap --variant=minbase --include="$(IFS=,; echo "${include[*]}")" bookworm "$root" "$mirror" >&2
+cat >"$root/etc/apt/sources.list" <<SOURCES
+deb $mirror bookworm main
+deb $mirror bookworm-updates main
+deb http://deb.debian.org/debian-security bookworm-security main
+SOURCES
+# Services a container should not run on its own; the roles enable what they need.
+for unit in prometheus prometheus-alertmanager prometheus-node-exporter haproxy \
+  systemd-timesyncd getty@tty1 apt-daily.timer apt-daily-upgrade.timer; do
+  rm -f "$root"/etc/systemd/system/*.wants/"$unit"*
+done
+ln -sf /dev/null "$root/etc/systemd/system/systemd-resolved.service"
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+tar -C "$root" -c . | podman import --change 'CMD ["/lib/systemd/systemd"]' \
+  --change 'ENV container=podman' - "$image" >&2
+podman tag "$image" "$name:latest"
+echo "$image"
