@@ -30,7 +30,7 @@ mkdir -p "$stage/wheelhouse"
 echo "build-release: building the wheelhouse for codegraph $version..." >&2
 "$python" -m pip wheel --quiet --wheel-dir "$stage/wheelhouse" "$work/src" 2>&1 \
   | grep -v "^WARNING: Location" >&2 || true
-ls "$stage/wheelhouse"/codegraph-"$version"-*.whl >/dev/null  # the build really happened
+compgen -G "$stage/wheelhouse/codegraph-$version-*.whl" >/dev/null  # the build really happened
 echo "$version" >"$stage/VERSION"
 mkdir -p "$out"
 # Reproducible tarball: fixed order, owners and times.

@@ -48,29 +48,42 @@ def test_tls_handshake_from_the_controller(host):
     context = ssl.create_default_context(cafile=str(SECRETS / "ca.crt"))
     response = httpx.get(f"https://{address}:8080/health", verify=context, timeout=10)
     assert response.json()["status"] == "healthy"
-    certificate = host.check_output(f"openssl x509 -in {BASE}/config/server.crt -noout -ext subjectAltName")
-    for name in ("DNS:localhost", "IP Address:127.0.0.1", f"IP Address:{address}",
-                 "DNS:codegraph.example.internal", "DNS:cg-default-app"):
+    certificate = host.check_output(
+        f"openssl x509 -in {BASE}/config/server.crt -noout -ext subjectAltName"
+    )
+    for name in (
+        "DNS:localhost",
+        "IP Address:127.0.0.1",
+        f"IP Address:{address}",
+        "DNS:codegraph.example.internal",
+        "DNS:cg-default-app",
+    ):
         assert name in certificate
 
 
 def test_authentication_required(host, api_key):
-    assert host.check_output('curl -s -o /dev/null -w "%{http_code}" https://localhost:8080/stats') == "401"
+    assert (
+        host.check_output('curl -s -o /dev/null -w "%{http_code}" https://localhost:8080/stats')
+        == "401"
+    )
     stats = json.loads(host.check_output(CURL_AUTH.format(key=api_key, path="/stats")))
     assert stats["total_nodes"] >= 1  # the node the profile switch kept
 
 
-@pytest.mark.parametrize(("path", "owner", "group", "mode"), [
-    (f"{BASE}/config", "root", "codegraph", 0o750),
-    (f"{BASE}/config/codegraph.toml", "root", "codegraph", 0o640),
-    (f"{BASE}/config/.env", "root", "codegraph", 0o640),
-    (f"{BASE}/config/server.key", "root", "codegraph", 0o640),
-    (f"{BASE}/config/server.crt", "root", "codegraph", 0o644),
-    (f"{BASE}/data", "codegraph", "codegraph", 0o750),
-    (f"{BASE}/logs", "codegraph", "codegraph", 0o750),
-    (f"{BASE}/backups", "codegraph", "codegraph", 0o750),
-    (f"{BASE}/bin", "root", "root", 0o755),
-])
+@pytest.mark.parametrize(
+    ("path", "owner", "group", "mode"),
+    [
+        (f"{BASE}/config", "root", "codegraph", 0o750),
+        (f"{BASE}/config/codegraph.toml", "root", "codegraph", 0o640),
+        (f"{BASE}/config/.env", "root", "codegraph", 0o640),
+        (f"{BASE}/config/server.key", "root", "codegraph", 0o640),
+        (f"{BASE}/config/server.crt", "root", "codegraph", 0o644),
+        (f"{BASE}/data", "codegraph", "codegraph", 0o750),
+        (f"{BASE}/logs", "codegraph", "codegraph", 0o750),
+        (f"{BASE}/backups", "codegraph", "codegraph", 0o750),
+        (f"{BASE}/bin", "root", "root", 0o755),
+    ],
+)
 def test_file_modes_and_owners(host, path, owner, group, mode):
     entry = host.file(path)
     assert entry.exists
@@ -89,15 +102,27 @@ def test_release_layout(host):
 
 def test_systemd_hardening(host):
     wanted = {
-        "User": "codegraph", "Type": "notify", "NoNewPrivileges": "yes",
-        "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
-        "PrivateDevices": "yes", "LimitNOFILE": "16384", "RestrictSUIDSGID": "yes",
+        "User": "codegraph",
+        "Type": "notify",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "LimitNOFILE": "16384",
+        "RestrictSUIDSGID": "yes",
     }
-    shown = host.check_output("systemctl show codegraph -p " + " -p ".join([*wanted, "ReadWritePaths", "ExecReload"]))
+    shown = host.check_output(
+        "systemctl show codegraph -p " + " -p ".join([*wanted, "ReadWritePaths", "ExecReload"])
+    )
     values = dict(line.split("=", 1) for line in shown.splitlines())
     for key, value in wanted.items():
         assert values[key] == value, key
-    assert set(values["ReadWritePaths"].split()) == {f"{BASE}/data", f"{BASE}/logs", f"{BASE}/backups"}
+    assert set(values["ReadWritePaths"].split()) == {
+        f"{BASE}/data",
+        f"{BASE}/logs",
+        f"{BASE}/backups",
+    }
     assert "kill" in values["ExecReload"] and "-HUP" in values["ExecReload"]
 
 
@@ -111,19 +136,38 @@ def test_the_chosen_profile_reached_rocksdb(host, api_key):
     table = options.split('[TableOptions/BlockBasedTable "nodes"]')[1]
     database = options.split("[DBOptions]")[1]
     compression = {"none": "kNoCompression", "lz4": "kLZ4Compression", "zstd": "kZSTD"}
-    expected_cf = {key: tuning[key] for key in (
-        "write_buffer_size", "max_write_buffer_number", "min_write_buffer_number_to_merge",
-        "level0_file_num_compaction_trigger", "level0_slowdown_writes_trigger",
-        "level0_stop_writes_trigger", "max_bytes_for_level_base", "target_file_size_base",
-        "bloom_locality")}
-    expected_cf["compression_per_level"] = ":".join(compression[c] for c in tuning["compression_per_level"])
+    expected_cf = {
+        key: tuning[key]
+        for key in (
+            "write_buffer_size",
+            "max_write_buffer_number",
+            "min_write_buffer_number_to_merge",
+            "level0_file_num_compaction_trigger",
+            "level0_slowdown_writes_trigger",
+            "level0_stop_writes_trigger",
+            "max_bytes_for_level_base",
+            "target_file_size_base",
+            "bloom_locality",
+        )
+    }
+    expected_cf["compression_per_level"] = ":".join(
+        compression[c] for c in tuning["compression_per_level"]
+    )
     for key, value in expected_cf.items():
-        assert re.search(rf"^\s*{key}={value}$", section, re.M), (key, value)
-    for key in ("cache_index_and_filter_blocks", "pin_l0_filter_and_index_blocks_in_cache",
-                "pin_top_level_index_and_filter", "optimize_filters_for_memory"):
-        assert re.search(rf"^\s*{key}={str(tuning[key]).lower()}$", table, re.M), key
-    assert re.search(rf"^\s*max_background_jobs={tuning['max_background_jobs']}$", database, re.M)
-    assert re.search(r"^\s*max_log_file_size=67108864$", database, re.M)
+        assert re.search(rf"^\s*{key}={value}$", section, re.MULTILINE), (key, value)
+    for key in (
+        "cache_index_and_filter_blocks",
+        "pin_l0_filter_and_index_blocks_in_cache",
+        "pin_top_level_index_and_filter",
+        "optimize_filters_for_memory",
+    ):
+        assert re.search(rf"^\s*{key}={str(tuning[key]).lower()}$", table, re.MULTILINE), key
+    assert re.search(
+        rf"^\s*max_background_jobs={tuning['max_background_jobs']}$",
+        database,
+        re.MULTILINE,
+    )
+    assert re.search(r"^\s*max_log_file_size=67108864$", database, re.MULTILINE)
     stats = json.loads(host.check_output(CURL_AUTH.format(key=api_key, path="/stats/rocksdb")))
     assert stats["profile"] == config["database"]["profile"] == "write_heavy"
     assert stats["block_cache"]["capacity_bytes"] == tuning["block_cache_size"]
@@ -134,13 +178,25 @@ def test_check_mode_on_the_converged_host_changes_nothing(host, api_key):
     scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
     profile = _config(host)["database"]["profile"]
     result = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--check", "--diff",
-         "-e", f"codegraph_rocksdb_profile={profile}", str(scenario / "converge.yml")],
-        capture_output=True, text=True, timeout=600,
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "--check",
+            "--diff",
+            "-e",
+            f"codegraph_rocksdb_profile={profile}",
+            str(scenario / "converge.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
     )
     assert result.returncode == 0, result.stdout[-4000:]
-    recap = re.search(r"cg-default-app\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)",
-                      result.stdout)
+    recap = re.search(
+        r"cg-default-app\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)",
+        result.stdout,
+    )
     assert recap and recap.groups() == ("0", "0"), result.stdout[-4000:]
     assert api_key not in result.stdout and "PRIVATE KEY" not in result.stdout

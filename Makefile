@@ -1,0 +1,71 @@
+# CodeGraph Ops. `make lab` brings up and deploys the local lab fleet; `make test` runs
+# every check. Both install what they need first (idempotently): Debian packages,
+# the virtualenv, the test-host image and the release artifact.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+SCENARIOS ?= default preflight
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+# --- setup ----------------------------------------------------------------------
+.PHONY: bootstrap venv image release
+bootstrap: ## install the Debian packages and podman settings the controller needs
+	@scripts/bootstrap-host.sh
+
+$(VENV)/.installed: requirements.txt app/pyproject.toml
+	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	@echo "venv: installing requirements.txt"
+	@$(VENV)/bin/pip install --quiet -r requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
+	@$(VENV)/bin/ansible-playbook --version >/dev/null
+	@touch $@
+
+venv: $(VENV)/.installed ## create the virtualenv with the pinned controller tools
+
+image: bootstrap ## build the Debian 12 systemd test-host image (once per recipe)
+	@molecule/image/build.sh >/dev/null
+
+release: venv ## build the release artifact (wheelhouse tarball + .sha256)
+	@scripts/build-release.sh
+
+# --- checks -----------------------------------------------------------------------
+.PHONY: lint docs test test-repo test-app test-molecule
+lint: venv bootstrap ## yamllint, ansible-lint (production profile), ruff, shellcheck
+	yamllint --strict .
+	ansible-lint --profile production --offline
+	ruff check app tests molecule scripts
+	ruff format --check app tests molecule scripts
+	shellcheck scripts/*.sh molecule/image/build.sh
+
+docs: venv ## regenerate the role READMEs' variable tables from their argument specs
+	python scripts/role_docs.py
+
+test-repo: venv ## repository checks: role specs, READMEs, versions
+	cd tests && pytest -q
+
+test-app: venv bootstrap ## the service's tests (API, real processes over TLS, schemathesis)
+	cd app && pytest -q
+
+test-molecule: venv image release ## every molecule scenario on real systemd hosts
+	@for scenario in $(SCENARIOS); do \
+	  echo "=== molecule test -s $$scenario"; \
+	  molecule test -s $$scenario || exit 1; \
+	done
+
+test: lint test-repo test-app test-molecule ## everything CI runs
+
+# --- the lab ----------------------------------------------------------------------
+.PHONY: lab lab-down
+lab: venv image release ## bring up the lab fleet (podman) and deploy it with playbooks/site.yml
+	ansible-playbook -i inventories/lab playbooks/lab.yml
+	ansible-playbook -i inventories/lab playbooks/site.yml
+	ansible-playbook -i inventories/lab playbooks/health_check.yml
+
+lab-down: venv ## remove the lab fleet's containers and network
+	ansible-playbook -i inventories/lab playbooks/lab.yml -e lab_state=absent
