@@ -10,7 +10,7 @@ mirror=http://deb.debian.org/debian
 # install (so a test run does not depend on the mirror; the roles still declare them).
 include=(
   systemd systemd-sysv dbus sudo python3 python3-apt python3-venv iproute2 procps
-  ca-certificates curl jq openssl cron logrotate gzip tar less
+  ca-certificates curl jq openssl cron logrotate gzip tar less openssh-server
   prometheus prometheus-alertmanager prometheus-node-exporter haproxy socat
 )
 recipe_hash=$( (cat "$0"; printf '%s\n' "${include[@]}") | sha256sum | cut -c1-12)
@@ -35,8 +35,16 @@ for unit in prometheus prometheus-alertmanager prometheus-node-exporter haproxy 
   rm -f "$root"/etc/systemd/system/*.wants/"$unit"*
 done
 ln -sf /dev/null "$root/etc/systemd/system/systemd-resolved.service"
+# Each container gets its own SSH host keys at first boot (the lab reaches hosts over SSH).
+rm -f "$root"/etc/ssh/ssh_host_*
+mkdir -p "$root/etc/systemd/system/ssh.service.d"
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+  >"$root/etc/systemd/system/ssh.service.d/host-keys.conf"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 tar -C "$root" -c . | podman import --change 'CMD ["/lib/systemd/systemd"]' \
   --change 'ENV container=podman' - "$image" >&2
 podman tag "$image" "$name:latest"
+# Drop images of older recipes (kept if a container still uses one).
+podman images --format '{{.Repository}}:{{.Tag}}' "$name" | grep -vxF -e "$image" -e "$name:latest" \
+  | xargs -r podman rmi >/dev/null 2>&1 || true
 echo "$image"
