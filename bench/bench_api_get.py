@@ -24,7 +24,7 @@ request = function()
   local module = "/mod" .. (i % 1000) .. ".py:handler_" .. i
   return wrk.format("GET", "/nodes/function:src/pkg" .. (i % 100) .. module)
 end
-""" % (NODES - 1)
+"""
 
 
 def main() -> None:
