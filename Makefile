@@ -6,7 +6,7 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-SCENARIOS ?= default preflight
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 .DEFAULT_GOAL := help
 
 .PHONY: help
@@ -59,6 +59,13 @@ test-molecule: venv image release ## every molecule scenario on real systemd hos
 	done
 
 test: lint test-repo test-app test-molecule ## everything CI runs
+
+# --- benchmarks -------------------------------------------------------------------
+BENCHES ?= api_get ingest vector profiles backup
+.PHONY: bench
+bench: venv bootstrap ## run the benchmarks (BENCHES=...) and write docs/benchmarks.md
+	@for name in $(BENCHES); do echo "=== bench $$name"; (cd bench && python bench_$$name.py) || exit 1; done
+	cd bench && python report.py
 
 # --- the lab ----------------------------------------------------------------------
 .PHONY: lab lab-down

@@ -10,7 +10,7 @@ mirror=http://deb.debian.org/debian
 # install (so a test run does not depend on the mirror; the roles still declare them).
 include=(
   systemd systemd-sysv dbus sudo python3 python3-apt python3-venv iproute2 procps
-  ca-certificates curl jq openssl cron logrotate gzip tar less openssh-server
+  ca-certificates curl jq openssl cron logrotate gzip tar less openssh-server sysstat
   prometheus prometheus-alertmanager prometheus-node-exporter haproxy socat
 )
 recipe_hash=$( (cat "$0"; printf '%s\n' "${include[@]}") | sha256sum | cut -c1-12)

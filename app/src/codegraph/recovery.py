@@ -37,35 +37,40 @@ def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
         with engine.gate.use(), engine.indexer.pause_lock:
             # The index is paused from before the checkpoint until it is saved, so
             # it never includes a change the checkpoint lacks.
+            started = time.monotonic()
             with engine.write_lock:
                 created = time.time()
                 backups.checkpoint(engine.store.db, staging)
                 lsn = engine.oplog.last_lsn
                 counters = dict(engine.store.counters)
+            checkpointed = time.monotonic()
             index = engine.indexer.index
             index.save(staging / "vector" / "index.bin")
-        manifest = backups.seal(
-            backup_id,
-            staging,
-            {
-                "created_at": iso(created),
-                "created_ts": created,
-                "kind": kind,
-                "version": __version__,
-                "profile": engine.settings.database.profile,
-                "oplog_lsn": lsn,
-                "index_seq": index.seq,
-                "nodes_total": counters["nodes_total"],
-                "edges_total": counters["edges_total"],
-            },
-        )
+            index_saved = time.monotonic()
+        info = {
+            "created_at": iso(created),
+            "created_ts": created,
+            "kind": kind,
+            "version": __version__,
+            "profile": engine.settings.database.profile,
+            "oplog_lsn": lsn,
+            "index_seq": index.seq,
+            "nodes_total": counters["nodes_total"],
+            "edges_total": counters["edges_total"],
+        }
+        manifest = backups.seal(backup_id, staging, info)
     except BaseException:
         backups.discard(staging)
         raise
+    timings = {
+        "checkpoint_seconds": round(checkpointed - started, 3),
+        "vector_index_seconds": round(index_saved - checkpointed, 3),
+        "checksums_seconds": round(time.monotonic() - index_saved, 3),
+    }
     metrics.BACKUP_LAST_SUCCESS.set(created)
     engine.oplog.prune()
-    log.info("backup %s created (%d nodes)", backup_id, counters["nodes_total"])
-    return manifest
+    log.info("backup %s created (%d nodes): %s", backup_id, counters["nodes_total"], timings)
+    return {**manifest, "timings": timings}
 
 
 def list_backups(engine: Engine) -> list[dict[str, Any]]:

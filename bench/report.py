@@ -1,0 +1,145 @@
+"""Write docs/benchmarks.md from bench/results/*.json (run after the benchmarks)."""
+
+from __future__ import annotations
+
+import json
+
+from common import RESULTS, TOP
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _mib(value: float) -> str:
+    return f"{value / 2**20:,.0f} MiB"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def api_get(r: dict) -> list[str]:
+    return [
+        "## Reads: `GET /nodes/{id}` against a bare FastAPI endpoint",
+        "",
+        "| Server | req/s |",
+        "|---|---|",
+        f"| bare FastAPI `/health` (baseline) | {r['bare_fastapi_health_rps']:,.0f} |",
+        f"| CodeGraph `GET /nodes/{{id}}` (auth, metrics, RocksDB read of 1 of {r['nodes']:,}) "
+        f"| {r['get_node_rps']:,.0f} |",
+        "",
+        f"Ratio **{r['ratio']}** (goal {r['goal']}: {_met(r['ratio'] >= 0.7)}). Best of three "
+        "interleaved 10 s wrk runs each (1 thread, 32 connections, plain HTTP on loopback, one "
+        "uvicorn process with uvloop + httptools for both).",
+    ]
+
+
+def ingest(r: dict) -> list[str]:
+    return [
+        "## Ingest through the API, batches of 1,000, durable",
+        "",
+        "| Path | nodes/s |",
+        "|---|---|",
+        "| raw rocksdict WriteBatch, fsync per batch (baseline) "
+        f"| {r['raw_writebatch_nodes_per_second']:,} |",
+        f"| `POST /nodes` (HTTP, validation, operation log fsync, RocksDB fsync, indexes) "
+        f"| {r['api_nodes_per_second']:,} |",
+        "",
+        f"API / raw = **{r['api_over_raw']}**; goal >= 50,000 nodes/s: "
+        f"{_met(r['api_nodes_per_second'] >= 50_000)}. {r['nodes']:,} nodes, two client threads. "
+        f"Vector-index backlog when the last batch was acknowledged: "
+        f"{r['vector_index_lag_at_end']['operations']:,} operations (the index catches up in the "
+        "background; writes never wait for it).",
+    ]
+
+
+def vector(r: dict) -> list[str]:
+    ours, flat, other = r["codegraph_hnsw"], r["exact_flat"], r["hnswlib"]
+    return [
+        f"## Vector search: {r['nodes']:,} nodes, {r['dimension']} dimensions, clustered",
+        "",
+        "| Index | recall@10 | single-query QPS | build |",
+        "|---|---|---|---|",
+        f"| exact flat search (baseline) | {flat['recall_at_10']} | {flat['qps']:,} | - |",
+        f"| CodeGraph (FAISS HNSW + live-label filter) | {ours['recall_at_10']} | {ours['qps']:,} "
+        f"| {ours['build_seconds']} s |",
+        f"| hnswlib, same parameters | {other['recall_at_10']} | {other['qps']:,} "
+        f"| {other['build_seconds']} s |",
+        "",
+        f"M={r['parameters']['M']}, efConstruction={r['parameters']['efConstruction']}, "
+        f"efSearch={r['parameters']['efSearch']}, one thread. QPS over flat: "
+        f"**{r['qps_over_flat']}x** (goal 50x: {_met(r['qps_over_flat'] >= 50)}); "
+        "recall goal 0.98: "
+        f"{_met(ours['recall_at_10'] >= 0.98)}.",
+    ]
+
+
+def profiles(r: dict) -> list[str]:
+    w, rd = r["write_heavy"], r["read_heavy"]
+    return [
+        "## RocksDB profiles: write_heavy against read_heavy",
+        "",
+        "| Profile | bulk ingest, nodes/s | random point reads/s |",
+        "|---|---|---|",
+        f"| write_heavy | {w['ingest_nodes_per_second']:,} | {w['point_reads_per_second']:,} |",
+        f"| read_heavy | {rd['ingest_nodes_per_second']:,} | {rd['point_reads_per_second']:,} |",
+        "",
+        f"write_heavy / read_heavy on ingest: **{r['ingest_write_over_read']}**; read_heavy / "
+        f"write_heavy on reads: **{r['reads_read_over_write']}** ({r['nodes']:,} nodes, "
+        f"{r['reads']:,} reads, engine level).",
+    ]
+
+
+def backup(r: dict) -> list[str]:
+    t = r["backup_timings"]
+    return [
+        f"## Backup and restore of {r['nodes']:,} nodes",
+        "",
+        "| Step | seconds |",
+        "|---|---|",
+        f"| `cp -a` of the data directory, {_mib(r['data_bytes'])} (baseline) "
+        f"| {r['cp_a_data_seconds']} |",
+        f"| RocksDB checkpoint | {t['checkpoint_seconds']} |",
+        f"| vector index saved into the backup | {t['vector_index_seconds']} |",
+        f"| sha256 of every file ({r['backup_files']}) | {t['checksums_seconds']} |",
+        f"| whole `POST /backup` | {r['backup_seconds']} |",
+        f"| `POST /backup/restore` (verify, stage, swap, reopen) | {r['restore_seconds']} |",
+        "",
+        f"Checkpoint goal <= 2 s: {_met(t['checkpoint_seconds'] <= 2)}; restore goal <= 10 s: "
+        f"{_met(r['restore_seconds'] <= 10)}. RSS of the service at {r['nodes']:,} nodes, index "
+        f"built: **{_mib(r['rss_bytes_at_1m_nodes'])}**. Ingest took {r['ingest_seconds']} s; the "
+        f"index had caught up after {r['index_built_after_seconds']} s.",
+    ]
+
+
+SECTIONS = {
+    "api_get": api_get,
+    "ingest": ingest,
+    "vector": vector,
+    "profiles": profiles,
+    "backup": backup,
+}
+
+
+def main() -> None:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `make bench` (scripts in `bench/`, raw results in `bench/results/`). "
+        "Each goal is a ratio against a baseline measured in the same run on the same "
+        "machine: 2 cores, 24 GiB; a noisy shared machine, so read ratios, not absolutes.",
+        "",
+    ]
+    for name, render in SECTIONS.items():
+        result = _load(name)
+        if result is None:
+            lines += [f"## {name}", "", "Not run yet.", ""]
+            continue
+        lines += [*render(result), "", f"_Run {result['machine']['date']}._", ""]
+    (TOP / "docs" / "benchmarks.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
