@@ -43,8 +43,9 @@ lint: venv bootstrap ## yamllint, ansible-lint (production profile), ruff, shell
 	ruff format --check app tests molecule scripts bench
 	shellcheck scripts/*.sh molecule/image/build.sh
 
-docs: venv ## regenerate the role READMEs' variable tables from their argument specs
+docs: venv ## regenerate the role READMEs' variable tables and the dashboards
 	python scripts/role_docs.py
+	python scripts/dashboards.py
 
 test-repo: venv ## repository checks: role specs, READMEs, versions
 	cd tests && pytest -q

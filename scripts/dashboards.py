@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""Write the four Grafana dashboards (files/dashboards/*.json) from one compact spec.
+
+Every dashboard gets the same variables - datasource, job (the service), node_job
+(node_exporter) and instance - and every query uses them; every rate uses
+$__rate_interval; every panel has a unit and a description. `--check` exits 1 when
+a JSON file is not what this script would write (run `make dashboards`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "files" / "dashboards"
+SVC = 'job="$job", instance=~"$instance"'
+NODE = 'job="$node_job", instance=~"$instance"'
+RATE = "$__rate_interval"
+
+
+def panel(title, description, unit, *targets, kind="timeseries", width=12, decimals=None):
+    """targets: (expr, legend) pairs."""
+    defaults = {"unit": unit}
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "targets": [
+            {
+                "refId": chr(65 + i),
+                "expr": expr,
+                "legendFormat": legend,
+                "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            }
+            for i, (expr, legend) in enumerate(targets)
+        ],
+        "_width": width,
+    }
+
+
+def quantile(q: float) -> str:
+    return (
+        f"histogram_quantile({q}, sum by (instance, le) "
+        f"(rate(http_request_duration_seconds_bucket{{{SVC}}}[{RATE}])))"
+    )
+
+
+DASHBOARDS = {
+    "codegraph-overview": (
+        "CodeGraph / Service Overview",
+        [
+            panel(
+                "Service status",
+                "1 when Prometheus can scrape the service, 0 when it is down.",
+                "none",
+                (f"up{{{SVC}}}", "{{instance}}"),
+                kind="stat",
+                width=6,
+            ),
+            panel(
+                "Request rate",
+                "HTTP requests answered per second, per instance.",
+                "reqps",
+                (f"sum by (instance) (rate(http_requests_total{{{SVC}}}[{RATE}]))", "{{instance}}"),
+                width=9,
+            ),
+            panel(
+                "Error rate",
+                "Share of requests answered with 5xx (server errors) and 4xx "
+                "(client errors, 401s included), per instance.",
+                "percentunit",
+                (
+                    f'sum by (instance) (rate(http_requests_total{{{SVC}, code=~"5.."}}[{RATE}])) '
+                    f"/ sum by (instance) (rate(http_requests_total{{{SVC}}}[{RATE}]))",
+                    "5xx {{instance}}",
+                ),
+                (
+                    f'sum by (instance) (rate(http_requests_total{{{SVC}, code=~"4.."}}[{RATE}])) '
+                    f"/ sum by (instance) (rate(http_requests_total{{{SVC}}}[{RATE}]))",
+                    "4xx {{instance}}",
+                ),
+                width=9,
+            ),
+            panel(
+                "Response time percentiles",
+                "p50, p95 and p99 of request duration, per instance "
+                "(the CodeGraphHighResponseTime alert fires at p95 > 2 s).",
+                "s",
+                (quantile(0.5), "p50 {{instance}}"),
+                (quantile(0.95), "p95 {{instance}}"),
+                (quantile(0.99), "p99 {{instance}}"),
+                width=24,
+            ),
+            panel(
+                "Requests in flight",
+                "Requests being answered right now.",
+                "short",
+                (f"sum by (instance) (http_requests_concurrent{{{SVC}}})", "{{instance}}"),
+            ),
+            panel(
+                "Authentication failures",
+                "Requests refused for a missing or wrong API key, per second.",
+                "reqps",
+                (
+                    f"sum by (instance) (rate(codegraph_auth_failures_total{{{SVC}}}[{RATE}]))",
+                    "{{instance}}",
+                ),
+            ),
+        ],
+    ),
+    "codegraph-performance": (
+        "CodeGraph / Performance Metrics",
+        [
+            panel(
+                "CPU usage",
+                "Share of CPU time not idle on each host.",
+                "percentunit",
+                (
+                    f'1 - avg by (instance) (rate(node_cpu_seconds_total{{{NODE}, mode="idle"}}[{RATE}]))',
+                    "{{instance}}",
+                ),
+            ),
+            panel(
+                "Memory usage",
+                "Memory in use on each host (total minus available), and the "
+                "service's own resident memory.",
+                "bytes",
+                (
+                    f"node_memory_MemTotal_bytes{{{NODE}}} - node_memory_MemAvailable_bytes{{{NODE}}}",
+                    "host {{instance}}",
+                ),
+                (f"codegraph_memory_usage_bytes{{{SVC}}}", "codegraph {{instance}}"),
+            ),
+            panel(
+                "Disk I/O",
+                "Reads and writes completed per second, all disks of each host.",
+                "iops",
+                (
+                    f"sum by (instance) (rate(node_disk_reads_completed_total{{{NODE}}}[{RATE}]))",
+                    "reads {{instance}}",
+                ),
+                (
+                    f"sum by (instance) (rate(node_disk_writes_completed_total{{{NODE}}}[{RATE}]))",
+                    "writes {{instance}}",
+                ),
+            ),
+            panel(
+                "Disk busy",
+                "Share of time each host's disks were busy with I/O.",
+                "percentunit",
+                (
+                    f"max by (instance) (rate(node_disk_io_time_seconds_total{{{NODE}}}[{RATE}]))",
+                    "{{instance}}",
+                ),
+            ),
+            panel(
+                "Network I/O",
+                "Bytes received and sent per second (loopback excluded).",
+                "Bps",
+                (
+                    f'sum by (instance) (rate(node_network_receive_bytes_total{{{NODE}, device!="lo"}}[{RATE}]))',
+                    "in {{instance}}",
+                ),
+                (
+                    f'sum by (instance) (rate(node_network_transmit_bytes_total{{{NODE}, device!="lo"}}[{RATE}]))',
+                    "out {{instance}}",
+                ),
+                width=24,
+            ),
+        ],
+    ),
+    "codegraph-business": (
+        "CodeGraph / Business Metrics",
+        [
+            panel(
+                "Nodes created, updated, deleted",
+                "Node writes per second, by operation.",
+                "ops",
+                (
+                    f"sum by (operation) (rate(codegraph_node_writes_total{{{SVC}}}[{RATE}]))",
+                    "{{operation}}",
+                ),
+            ),
+            panel(
+                "Nodes stored",
+                "Nodes in the graph, per instance.",
+                "short",
+                (f"codegraph_nodes_total{{{SVC}}}", "{{instance}}"),
+            ),
+            panel(
+                "Search queries",
+                "Searches per second, by mode (text, vector, hybrid).",
+                "reqps",
+                (
+                    f"sum by (mode) (rate(codegraph_search_queries_total{{{SVC}}}[{RATE}]))",
+                    "{{mode}}",
+                ),
+            ),
+            panel(
+                "Parse operations",
+                "Source files parsed per second, by language and outcome.",
+                "ops",
+                (
+                    f"sum by (language, status) (rate(codegraph_parse_operations_total{{{SVC}}}[{RATE}]))",
+                    "{{language}} {{status}}",
+                ),
+            ),
+            panel(
+                "Vector searches",
+                "Vector-index searches per second.",
+                "reqps",
+                (
+                    f"sum by (instance) (rate(codegraph_vector_search_duration_seconds_count{{{SVC}}}[{RATE}]))",
+                    "{{instance}}",
+                ),
+            ),
+            panel(
+                "Vector search latency (p95)",
+                "95th percentile of one vector-index search.",
+                "s",
+                (
+                    "histogram_quantile(0.95, sum by (instance, le) "
+                    f"(rate(codegraph_vector_search_duration_seconds_bucket{{{SVC}}}[{RATE}])))",
+                    "{{instance}}",
+                ),
+            ),
+        ],
+    ),
+    "codegraph-database": (
+        "CodeGraph / Database Metrics",
+        [
+            panel(
+                "Compaction backlog",
+                "Bytes RocksDB estimates compaction must still rewrite.",
+                "bytes",
+                (f"codegraph_rocksdb_pending_compaction_bytes{{{SVC}}}", "pending {{instance}}"),
+            ),
+            panel(
+                "SST files per level",
+                "Number of SST files at each LSM level (many L0 files slow "
+                "reads and stall writes).",
+                "short",
+                (f"sum by (level) (codegraph_rocksdb_files_at_level{{{SVC}}})", "L{{level}}"),
+            ),
+            panel(
+                "Manual compaction time (p95)",
+                "Duration of full manual compactions (POST /maintenance/compact).",
+                "s",
+                (
+                    "histogram_quantile(0.95, sum by (instance, le) (rate("
+                    f"codegraph_rocksdb_compaction_duration_seconds_bucket{{{SVC}}}[{RATE}])))",
+                    "{{instance}}",
+                ),
+            ),
+            panel(
+                "Block cache hit rate",
+                "Share of block reads served from RocksDB's block cache.",
+                "percentunit",
+                (
+                    f"sum by (instance) (rate(codegraph_rocksdb_block_cache_hits_total{{{SVC}}}[{RATE}])) "
+                    f"/ (sum by (instance) (rate(codegraph_rocksdb_block_cache_hits_total{{{SVC}}}[{RATE}])) "
+                    f"+ sum by (instance) (rate(codegraph_rocksdb_block_cache_misses_total{{{SVC}}}[{RATE}])))",
+                    "{{instance}}",
+                ),
+            ),
+            panel(
+                "Write amplification",
+                "Bytes RocksDB writes to disk (flushes and compactions) per "
+                "byte the service writes.",
+                "none",
+                (
+                    "(sum by (instance) (rate(codegraph_rocksdb_flush_written_bytes_total"
+                    f"{{{SVC}}}[{RATE}])) + sum by (instance) (rate("
+                    f"codegraph_rocksdb_compaction_written_bytes_total{{{SVC}}}[{RATE}]))) / "
+                    f"sum by (instance) (rate(codegraph_rocksdb_user_written_bytes_total{{{SVC}}}[{RATE}]))",
+                    "{{instance}}",
+                ),
+                decimals=2,
+            ),
+            panel(
+                "Read amplification",
+                "Data blocks read (from cache or disk) per key looked up.",
+                "none",
+                (
+                    f"sum by (instance) (rate(codegraph_rocksdb_data_blocks_read_total{{{SVC}}}[{RATE}])) "
+                    f"/ sum by (instance) (rate(codegraph_rocksdb_keys_read_total{{{SVC}}}[{RATE}]))",
+                    "{{instance}}",
+                ),
+                decimals=2,
+            ),
+            panel(
+                "Write stalls",
+                "Share of time writes were stalled, and whether writes are stopped.",
+                "percentunit",
+                (
+                    f"sum by (instance) (rate(codegraph_rocksdb_stall_seconds_total{{{SVC}}}[{RATE}]))",
+                    "stalled {{instance}}",
+                ),
+                (f"codegraph_rocksdb_write_stopped{{{SVC}}}", "stopped {{instance}}"),
+            ),
+            panel(
+                "Vector index lag",
+                "How long the vector index has been behind the store.",
+                "s",
+                (f"codegraph_vector_index_lag_seconds{{{SVC}}}", "{{instance}}"),
+            ),
+        ],
+    ),
+}
+
+VARIABLES = [
+    {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+    },
+    {
+        "name": "job",
+        "label": "Service job",
+        "type": "query",
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "query": {"query": "label_values(codegraph_build_info, job)", "refId": "job"},
+        "definition": "label_values(codegraph_build_info, job)",
+        "current": {"text": "codegraph", "value": "codegraph"},
+        "refresh": 1,
+        "hide": 0,
+    },
+    {
+        "name": "node_job",
+        "label": "node_exporter job",
+        "type": "query",
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "query": {"query": "label_values(node_uname_info, job)", "refId": "node_job"},
+        "definition": "label_values(node_uname_info, job)",
+        "current": {"text": "node", "value": "node"},
+        "refresh": 1,
+        "hide": 0,
+    },
+    {
+        "name": "instance",
+        "label": "Instance",
+        "type": "query",
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "query": {"query": 'label_values(up{job="$job"}, instance)', "refId": "instance"},
+        "definition": 'label_values(up{job="$job"}, instance)',
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"text": "All", "value": "$__all"},
+        "refresh": 2,
+        "hide": 0,
+    },
+]
+
+
+def build(uid: str, title: str, panels: list[dict]) -> dict:
+    laid_out, x, y, row_height = [], 0, 0, 8
+    for number, item in enumerate(panels, start=1):
+        width = item.pop("_width")
+        if x + width > 24:
+            x, y = 0, y + row_height
+        laid_out.append(
+            {"id": number, "gridPos": {"h": row_height, "w": width, "x": x, "y": y}, **item}
+        )
+        x += width
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["codegraph"],
+        "editable": True,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "30s",
+        "timezone": "",
+        "time": {"from": "now-6h", "to": "now"},
+        "description": "Generated by scripts/dashboards.py; see docs/operations.md.",
+        "templating": {"list": VARIABLES},
+        "panels": laid_out,
+        "links": [
+            {"title": "CodeGraph", "type": "dashboards", "tags": ["codegraph"], "asDropdown": True}
+        ],
+    }
+
+
+def render() -> dict[Path, str]:
+    return {
+        OUT / f"{uid}.json": json.dumps(build(uid, title, [dict(p) for p in panels]), indent=2)
+        + "\n"
+        for uid, (title, panels) in DASHBOARDS.items()
+    }
+
+
+def main(argv: list[str]) -> int:
+    stale = []
+    for path, text in render().items():
+        if not path.exists() or path.read_text() != text:
+            if "--check" in argv:
+                stale.append(path.name)
+            else:
+                path.write_text(text)
+    if stale:
+        print("out of date (run `make dashboards`): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,158 @@
+"""Alert rules and dashboards, checked offline: promtool, structure, variables, PromQL."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+TOP = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TOP / "scripts"))
+import monitoring_refs  # noqa: E402
+
+ALERTS = [
+    rule for group in monitoring_refs.rule_groups() for rule in group["rules"] if "alert" in rule
+]
+RUNBOOK_ALERTS = {
+    "CodeGraphServiceDown": "1m",
+    "CodeGraphHighErrorRate": "5m",
+    "CodeGraphHighResponseTime": "10m",
+    "CodeGraphHighMemoryUsage": "15m",
+}
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, check=False)
+
+
+def test_promtool_checks_the_rules():
+    result = promtool("check", "rules", *map(str, (TOP / "files/alerts").glob("*.rules.yml")))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_unit_tests_pass():
+    tests = [str(path) for path in (TOP / "files/alerts/tests").glob("*.yml")]
+    result = promtool("test", "rules", *tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_is_tested_before_and_after_its_for():
+    cases: dict[str, list[bool]] = {}
+    for path in (TOP / "files/alerts/tests").glob("*.yml"):
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            for case in test.get("alert_rule_test", []):
+                cases.setdefault(case["alertname"], []).append(bool(case["exp_alerts"]))
+    for alert in ALERTS:
+        assert sorted(set(cases.get(alert["alert"], []))) == [False, True], alert["alert"]
+
+
+def test_the_runbook_alerts_keep_their_names_and_for():
+    by_name = {alert["alert"]: alert for alert in ALERTS}
+    for name, duration in RUNBOOK_ALERTS.items():
+        assert by_name[name]["for"] == duration
+
+
+def test_alerts_carry_severity_summary_description_and_a_runbook_section():
+    operations = (TOP / "docs/operations.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9-]", "", line.lstrip("#").strip().lower().replace(" ", "-"))
+        for line in operations.splitlines()
+        if line.startswith("#")
+    }
+    for alert in ALERTS:
+        assert set(alert["labels"]) == {"severity"} and alert["labels"]["severity"] in (
+            "critical",
+            "warning",
+        ), alert["alert"]
+        annotations = alert["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook_url"}, alert["alert"]
+        assert "{{" not in annotations["summary"], "summaries are static"
+        assert "$labels.instance" in annotations["description"], alert["alert"]
+        anchor = annotations["runbook_url"].split("#")[1]
+        assert anchor == alert["alert"].lower() and anchor in anchors, alert["alert"]
+
+
+def test_dashboards_are_generated_and_current():
+    result = subprocess.run(
+        [sys.executable, str(TOP / "scripts/dashboards.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("uid", sorted(monitoring_refs.dashboards()))
+def test_dashboard_structure_variables_and_units(uid):
+    dashboard = monitoring_refs.dashboards()[uid]
+    assert dashboard["uid"] == uid and dashboard["title"].startswith("CodeGraph / ")
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert set(variables) == {"datasource", "job", "node_job", "instance"}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    used = set()
+    for panel in dashboard["panels"]:
+        assert panel["description"] and panel["fieldConfig"]["defaults"]["unit"], panel["title"]
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            expr = target["expr"]
+            assert '"$instance"' in expr or '=~"$instance"' in expr, (panel["title"], expr)
+            assert "$job" in expr or "$node_job" in expr, (panel["title"], expr)
+            for window in re.findall(r"\b(?:rate|irate|increase)\([^\[]*\[([^\]]+)\]", expr):
+                assert window == "$__rate_interval", (panel["title"], expr)
+            used.update(re.findall(r"\$(\w+)", expr))
+    assert {"job", "instance"} <= used or {"node_job", "instance"} <= used
+    assert set(variables) - {"datasource"} - {"node_job", "job"} <= used
+
+
+def test_the_four_runbook_dashboards_have_its_panels():
+    titles = {
+        uid: {p["title"] for p in d["panels"]} for uid, d in monitoring_refs.dashboards().items()
+    }
+    assert {"Service status", "Request rate", "Error rate", "Response time percentiles"} <= titles[
+        "codegraph-overview"
+    ]
+    assert {"CPU usage", "Memory usage", "Disk I/O", "Network I/O"} <= titles[
+        "codegraph-performance"
+    ]
+    assert {
+        "Nodes created, updated, deleted",
+        "Search queries",
+        "Parse operations",
+        "Vector searches",
+    } <= titles["codegraph-business"]
+    assert {
+        "Compaction backlog",
+        "Block cache hit rate",
+        "Write amplification",
+        "Read amplification",
+    } <= titles["codegraph-database"]
+
+
+def test_every_expression_parses(tmp_path):
+    """promtool parses each expression (as a recording rule), variables substituted."""
+    rules = [
+        {"record": f"check:expr_{number}", "expr": expr}
+        for number, (_, expr) in enumerate(monitoring_refs.expressions())
+    ]
+    check = tmp_path / "expressions.rules.yml"
+    check.write_text(yaml.safe_dump({"groups": [{"name": "parse", "rules": rules}]}))
+    result = promtool("check", "rules", str(check))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_metric_name_extraction_is_not_fooled_by_labels_or_functions():
+    expr = 'sum by (instance, le) (rate(x_bucket{job="a", code=~"5.."}[5m]))'
+    names = monitoring_refs.metric_names(expr + " / on(instance) y > 2 * 3600")
+    assert names == {"x_bucket", "y"}
+
+
+def test_grafana_provisioning_files():
+    provider = yaml.safe_load((TOP / "files/dashboards/provisioning/dashboards.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/codegraph"
+    source = yaml.safe_load((TOP / "files/dashboards/provisioning/datasources.yml").read_text())
+    assert source["datasources"][0]["type"] == "prometheus"
