@@ -114,6 +114,35 @@ def backup(r: dict) -> list[str]:
     ]
 
 
+def deploy(r: dict) -> list[str]:
+    per_host = r["per_host_restart_health_seconds"]
+    return [
+        "## Deploys on the lab fleet (3 app hosts + 1 ops host, over SSH)",
+        "",
+        "| Measure | seconds | baseline in the same run | ratio |",
+        "|---|---|---|---|",
+        "| fresh converge of one host (`site.yml --limit`) "
+        f"| {r['fresh_converge_one_host_seconds']} "
+        f"| by hand: copy, unpack, venv, offline pip install, restart, health: "
+        f"{r['physical_floor_one_host_seconds']} | {r['fresh_over_floor']} |",
+        f"| no-op rerun of `site.yml` ({r['noop_hosts']} hosts, changed={r['noop_changed']}) "
+        f"| {r['noop_site_seconds']} ({r['noop_seconds_per_host_wall']} per host) "
+        "| goal 20 per host "
+        f"| {_met(r['noop_seconds_per_host_wall'] <= 20 and r['noop_changed'] == 0)} |",
+        f"| rolling deploy, serial part (drain, backup, switch, restart, health, enable x3) "
+        f"| {r['deploy_rollout_seconds']} | sum of per-host restart + health wait: "
+        f"{round(sum(per_host), 2)} ({', '.join(map(str, per_host))}) "
+        f"| {r['rollout_over_restarts']} |",
+        f"| whole `deploy.yml` (artifact check, staging on all hosts in parallel, rollout) "
+        f"| {r['deploy_seconds_total']} | | |",
+        "",
+        f"Requests through HAProxy during the deploy: {r['requests']:,}, of which "
+        f"{r['requests_ok']:,} answered 200 (success rate {r['success_rate']}; outcomes "
+        f"{r['outcomes']}). Rollout goal <= 1.3x the restarts: "
+        f"{_met(r['rollout_over_restarts'] <= 1.3)}.",
+    ]
+
+
 SECTIONS = {
     "api_get": api_get,
     "ingest": ingest,

@@ -4,7 +4,7 @@
 Every dashboard gets the same variables - datasource, job (the service), node_job
 (node_exporter) and instance - and every query uses them; every rate uses
 $__rate_interval; every panel has a unit and a description. `--check` exits 1 when
-a JSON file is not what this script would write (run `make dashboards`).
+a JSON file is not what this script would write (run `make docs`).
 """
 
 from __future__ import annotations
@@ -407,7 +407,7 @@ def main(argv: list[str]) -> int:
             else:
                 path.write_text(text)
     if stale:
-        print("out of date (run `make dashboards`): " + ", ".join(stale), file=sys.stderr)
+        print("out of date (run `make docs`): " + ", ".join(stale), file=sys.stderr)
         return 1
     return 0
 

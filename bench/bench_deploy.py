@@ -1,0 +1,208 @@
+"""Deploy timings on the lab fleet (3 app hosts + 1 ops host, over SSH), each beside
+the physical floor measured in the same run:
+
+- a fresh converge of one host (site.yml --limit), against the floor: the offline
+  install of the wheelhouse plus one restart and health wait, done by hand over SSH;
+- a no-op rerun of site.yml on the whole lab (goal <= 20 s per host, changed=0);
+- a rolling deploy of the three hosts to a new release under load through HAProxy,
+  against the sum of per-host restart + health-wait times (goal <= 1.3x), with the
+  request success rate seen by the client.
+
+Brings the lab down and up again first (fresh containers), and leaves it up.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from common import TOP, save
+
+INVENTORY = TOP / "inventories/lab"
+SECRETS = INVENTORY / ".secrets"
+APPS = ["cg-lab-app1", "cg-lab-app2", "cg-lab-app3"]
+ADDRESS = {
+    "cg-lab-app1": "10.89.10.11",
+    "cg-lab-app2": "10.89.10.12",
+    "cg-lab-app3": "10.89.10.13",
+    "cg-lab-ops": "10.89.10.10",
+}
+ENV = {**os.environ, "ANSIBLE_CONFIG": str(TOP / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+SSH = [
+    "ssh",
+    "-i",
+    str(SECRETS / "ssh/id_ed25519"),
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+]
+
+
+def playbook(name: str, *args: str, timed_tasks: bool = False) -> tuple[float, str]:
+    env = (
+        {**ENV, "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"} if timed_tasks else ENV
+    )
+    started = time.perf_counter()
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(INVENTORY), str(TOP / "playbooks" / name), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
+    return elapsed, result.stdout
+
+
+def changed_total(output: str) -> int:
+    return sum(int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1]))
+
+
+def ssh(host: str, script: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        [*SSH, f"root@{ADDRESS[host]}", "bash", "-euo", "pipefail", "-c", script],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return time.perf_counter() - started
+
+
+WAIT_HEALTHY = "until curl -sf https://localhost:8080/health >/dev/null; do sleep 0.2; done"
+
+
+def physical_floor(host: str, artifact: Path) -> float:
+    """What any installer must do: copy, unpack, venv, offline pip install, restart, health."""
+    started = time.perf_counter()
+    subprocess.run(
+        ["scp", *SSH[1:], str(artifact), f"root@{ADDRESS[host]}:/tmp/floor.tar.gz"],
+        check=True,
+        capture_output=True,
+    )
+    ssh(
+        host,
+        "rm -rf /tmp/floor && mkdir /tmp/floor && tar -xzf /tmp/floor.tar.gz -C /tmp/floor && "
+        "python3 -m venv /tmp/floor/venv && /tmp/floor/venv/bin/pip install --quiet --no-index "
+        "--find-links /tmp/floor/codegraph-*/wheelhouse codegraph && "
+        f"systemctl restart codegraph && {WAIT_HEALTHY} && rm -rf /tmp/floor /tmp/floor.tar.gz",
+    )
+    return time.perf_counter() - started
+
+
+class Load:
+    """Requests through HAProxy from the controller, counting every outcome."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.outcomes: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.key = (SECRETS / "api_key").read_text().strip()
+        self.context = ssl.create_default_context(cafile=str(SECRETS / "tls/ca.crt"))
+        self.context.check_hostname = False  # by address; the chain is still verified
+        self.threads = [threading.Thread(target=self.run) for _ in range(3)]
+
+    def run(self) -> None:
+        connection = None
+        while not self.stop.is_set():
+            try:
+                if connection is None:
+                    connection = http.client.HTTPSConnection(
+                        ADDRESS["cg-lab-ops"], 8443, context=self.context, timeout=30
+                    )
+                connection.request("GET", "/stats", headers={"Authorization": f"Bearer {self.key}"})
+                response = connection.getresponse()
+                response.read()
+                outcome = str(response.status)
+            except Exception as error:  # every failure counts
+                outcome = type(error).__name__
+                connection = None
+            with self.lock:
+                self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            time.sleep(0.01)
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def rollout_seconds(output: str) -> float:
+    """Time from the first rolling batch to the end, from profile_tasks' running totals."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("PLAY [Roll out"))
+    totals = [_elapsed(line) for line in lines[start:] if _elapsed(line) is not None]
+    before = [_elapsed(line) for line in lines[:start] if _elapsed(line) is not None]
+    return totals[-1] - before[-1]
+
+
+def _elapsed(line: str) -> float | None:
+    match = re.search(r"\s(\d+):(\d\d):(\d\d\.\d+)\s*\**$", line)
+    if not match:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def main() -> None:
+    subprocess.run(["make", "-C", str(TOP), "release"], check=True, capture_output=True)
+    playbook("lab.yml", "-e", "lab_state=absent")
+    playbook("lab.yml")
+    fresh_one, _ = playbook("site.yml", "--limit", "cg-lab-app1")
+    playbook("site.yml")
+    noop, noop_output = playbook("site.yml")
+    artifact = TOP / "artifacts/codegraph-1.0.0.tar.gz"
+    floor = physical_floor("cg-lab-app2", artifact)
+
+    per_host = [ssh(host, f"systemctl restart codegraph && {WAIT_HEALTHY}") for host in APPS]
+    subprocess.run(
+        [str(TOP / "scripts/build-release.sh"), "1.0.1"], check=True, capture_output=True
+    )
+    with Load() as load:
+        deploy, deploy_output = playbook(
+            "deploy.yml", "-e", "codegraph_version=1.0.1", timed_tasks=True
+        )
+    rollout = rollout_seconds(deploy_output)
+    total = sum(load.outcomes.values())
+    ok = load.outcomes.get("200", 0)
+    playbook("deploy.yml", "-e", "codegraph_version=1.0.0")  # leave the lab as make lab makes it
+    save(
+        "deploy",
+        {
+            "fresh_converge_one_host_seconds": round(fresh_one, 1),
+            "physical_floor_one_host_seconds": round(floor, 1),
+            "fresh_over_floor": round(fresh_one / floor, 2),
+            "noop_site_seconds": round(noop, 1),
+            "noop_hosts": 4,
+            "noop_seconds_per_host_wall": round(noop / 4, 1),
+            "noop_changed": changed_total(noop_output),
+            "per_host_restart_health_seconds": [round(s, 2) for s in per_host],
+            "deploy_seconds_total": round(deploy, 1),
+            "deploy_rollout_seconds": round(rollout, 1),
+            "rollout_over_restarts": round(rollout / sum(per_host), 2),
+            "requests": total,
+            "requests_ok": ok,
+            "success_rate": round(ok / total, 5) if total else None,
+            "outcomes": load.outcomes,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

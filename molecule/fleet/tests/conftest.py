@@ -1,0 +1,134 @@
+"""Helpers for the fleet tests: the hosts, the playbooks, the load generator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import testinfra
+
+TOP = Path(__file__).resolve().parents[3]
+APPS = ["cg-fleet-app1", "cg-fleet-app2", "cg-fleet-app3"]
+INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+KEY_FILE = INVENTORY / ".secrets" / "api_key"
+SEEDED = [f"function:src/seed.py:handler_{i}" for i in range(200)]
+
+
+def host(name: str):
+    return testinfra.get_host(f"podman://{name}")
+
+
+def api_key() -> str:
+    return KEY_FILE.read_text().strip()
+
+
+def api(name: str, method: str, path: str, body: dict | None = None, key: str | None = None):
+    """Call the API on one app host (from inside it); returns the parsed JSON."""
+    data = f"-H 'Content-Type: application/json' -d '{json.dumps(body)}'" if body else ""
+    out = host(name).check_output(
+        f"curl -sS --fail-with-body -X {method} -H 'Authorization: Bearer {key or api_key()}' "
+        f"{data} 'https://localhost:8080{path}'"
+    )
+    return json.loads(out) if out else None
+
+
+def served_version(name: str) -> str:
+    return json.loads(host(name).check_output("curl -sS https://localhost:8080/health"))["version"]
+
+
+def playbook(name: str, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """Run one of the project's playbooks against this scenario's inventory."""
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(INVENTORY), str(TOP / "playbooks" / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+    )
+    assert api_key() not in result.stdout + result.stderr, "a playbook printed the API key"
+    return result
+
+
+def release_state() -> dict[str, tuple[str, str, str]]:
+    """What each app host has installed and runs: releases, current target, main PID."""
+    state = {}
+    for name in APPS:
+        box = host(name)
+        state[name] = (
+            box.check_output("ls /opt/codegraph/releases"),
+            box.check_output("readlink /opt/codegraph/current"),
+            box.check_output("systemctl show -p MainPID --value codegraph"),
+        )
+    return state
+
+
+@pytest.fixture(scope="session", autouse=True)
+def seeded():
+    """The same nodes on every host, so reads through the load balancer find them."""
+    nodes = [
+        {
+            "id": node_id,
+            "kind": "function",
+            "name": node_id.rsplit(":", 1)[1],
+            "text": "def handler(request): return response",
+        }
+        for node_id in SEEDED
+    ]
+    for name in APPS:
+        api(name, "POST", "/nodes", {"nodes": nodes})
+    ops = host("cg-fleet-ops")
+    ops.check_output("cat > /tmp/loadgen.ids <<'EOF'\n" + "\n".join(SEEDED) + "\nEOF")
+    loadgen = (TOP / "molecule/fleet/files/loadgen.py").read_text()
+    ops.check_output(f"cat > /tmp/loadgen.py <<'PYEOF'\n{loadgen}\nPYEOF")
+
+
+class Load:
+    """A load generator running on the ops host, through HAProxy."""
+
+    def __init__(self) -> None:
+        self.ops = host("cg-fleet-ops")
+
+    def set_key(self, key: str) -> None:
+        self.ops.check_output(
+            f"printf '%s\\n' '{key}' > /tmp/loadgen.key.new "
+            "&& mv /tmp/loadgen.key.new /tmp/loadgen.key"
+        )
+
+    def start(self) -> None:
+        self.set_key(api_key())
+        self.ops.run("systemctl reset-failed loadgen; rm -f /tmp/loadgen.stop /tmp/loadgen.json")
+        self.ops.check_output(
+            "systemd-run --unit=loadgen --collect python3 /tmp/loadgen.py "
+            "/tmp/loadgen.key /tmp/loadgen.ids /tmp/loadgen.json 1500"
+        )
+        time.sleep(3)
+
+    def stop(self) -> dict:
+        self.ops.check_output("touch /tmp/loadgen.stop")
+        deadline = time.monotonic() + 60
+        while not self.ops.file("/tmp/loadgen.json").exists:
+            assert time.monotonic() < deadline, "the load generator did not stop"
+            time.sleep(1)
+        return json.loads(self.ops.file("/tmp/loadgen.json").content_string)
+
+
+@contextmanager
+def under_load():
+    """Run the block under load; yields a dict that gets the summary at the end."""
+    load, summary = Load(), {}
+    load.start()
+    try:
+        yield summary, load
+    finally:
+        summary.update(load.stop())
+
+
+def no_failures(summary: dict) -> None:
+    assert summary["total"] > 100, summary
+    assert summary["failure_count"] == 0, summary["failures"][:10]

@@ -1,0 +1,250 @@
+"""The fleet playbooks, run against three app hosts behind HAProxy, under load."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from conftest import (
+    APPS,
+    TOP,
+    api,
+    api_key,
+    host,
+    no_failures,
+    playbook,
+    release_state,
+    served_version,
+    under_load,
+)
+
+ARTIFACTS = TOP / "artifacts"
+
+
+def test_the_fleet_serves_through_the_load_balancer():
+    ops = host("cg-fleet-ops")
+    assert '"healthy"' in ops.check_output("curl -sS https://127.0.0.1:8443/health")
+    backends = ops.check_output(
+        "echo 'show servers state codegraph' | socat stdio /run/haproxy/admin.sock"
+    )
+    for name in APPS:
+        assert name in backends
+
+
+def test_rolling_deploy_of_a_new_release_fails_no_request():
+    with under_load() as (summary, _):
+        result = playbook("deploy.yml", "-e", "codegraph_version=1.0.1")
+    assert result.returncode == 0, result.stdout[-5000:]
+    no_failures(summary)
+    assert [served_version(name) for name in APPS] == ["1.0.1"] * 3
+    # staged everywhere first, then one host per batch (a canary, then 50% of 3 = 1 at a time)
+    plays = [line for line in result.stdout.splitlines() if line.startswith("PLAY [")]
+    assert plays.index(next(p for p in plays if p.startswith("PLAY [Stage"))) < plays.index(
+        next(p for p in plays if p.startswith("PLAY [Roll out"))
+    )
+    assert len([p for p in plays if p.startswith("PLAY [Roll out")]) == 3
+    for name in APPS:
+        assert (
+            host(name).check_output("readlink /opt/codegraph/previous")
+            == "/opt/codegraph/releases/1.0.0"
+        )
+        assert len(api(name, "GET", "/backup")["backups"]) >= 1  # the backup before the switch
+
+
+def test_maintenance_window_fails_no_request():
+    with under_load() as (summary, _):
+        result = playbook("maintenance.yml")
+    assert result.returncode == 0, result.stdout[-5000:]
+    no_failures(summary)
+    reports = list((TOP / "reports/maintenance").glob("cg-fleet-app*-*.json"))
+    assert {report.name.split("-2")[0] for report in reports} >= set(APPS)
+
+
+def test_api_key_rotation_without_a_401_after_clients_switch():
+    old_key = api_key()
+    with under_load() as (summary, load):
+        started = playbook("rotate_api_key.yml", "-e", "rotate_phase=start")
+        assert started.returncode == 0, started.stdout[-5000:]
+        new_key = api_key()
+        assert new_key != old_key
+        switched_at = time.time()
+        load.set_key(new_key)  # the clients switch
+        time.sleep(5)
+        finished = playbook("rotate_api_key.yml", "-e", "rotate_phase=finish")
+        assert finished.returncode == 0, finished.stdout[-5000:]
+        time.sleep(5)
+    new_id = hashlib.sha256(new_key.encode()).hexdigest()[:8]
+    after_switch = [
+        f for f in summary["failures"] if f["t"] > switched_at + 1 or f["key"] == new_id
+    ]
+    assert not after_switch, after_switch[:10]
+    no_failures(summary)  # the old key kept working during the window, too
+    for name in APPS:
+        box = host(name)
+        old = box.check_output(
+            f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Authorization: Bearer {old_key}' "
+            "https://localhost:8080/stats"
+        )
+        assert old == "401"
+        assert api(name, "GET", "/stats", key=new_key)["total_nodes"] >= 200
+
+
+def _broken_release(workdir: Path, version: str) -> Path:
+    """A release of `version` whose service refuses to start."""
+    source = workdir / "src"
+    shutil.copytree(TOP / "app", source, ignore=shutil.ignore_patterns("tests", "*.egg-info"))
+    module = source / "src/codegraph/cli/api.py"
+    module.write_text(
+        module.read_text().replace(
+            "def serve(config_path: str, settings: Settings) -> int:\n",
+            "def serve(config_path: str, settings: Settings) -> int:\n"
+            "    raise SystemExit('this release is broken on purpose')\n",
+        )
+    )
+    pyproject = source / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('version = "1.0.0"', f'version = "{version}"')
+    )
+    stage = workdir / f"codegraph-{version}"
+    with tarfile.open(ARTIFACTS / "codegraph-1.0.1.tar.gz") as good:
+        good.extractall(workdir, filter="data")
+    (workdir / "codegraph-1.0.1").rename(stage)
+    for wheel in (stage / "wheelhouse").glob("codegraph-*.whl"):
+        wheel.unlink()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(stage / "wheelhouse"),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (stage / "VERSION").write_text(version + "\n")
+    artifact = workdir / f"codegraph-{version}.tar.gz"
+    with tarfile.open(artifact, "w:gz") as out:
+        out.add(stage, arcname=stage.name)
+    return artifact
+
+
+def test_hotfix_that_never_gets_healthy_rolls_back_the_canary_only(tmp_path):
+    artifact = _broken_release(tmp_path, "1.0.2")
+    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    try:
+        with under_load() as (summary, _):
+            result = playbook(
+                "hotfix.yml", "-e", f"hotfix_artifact={artifact}", "-e", f"hotfix_sha256={digest}"
+            )
+        output = result.stdout + result.stderr
+        assert result.returncode != 0
+        assert "did not become healthy" in output and "rolled back" in output, output[-3000:]
+        no_failures(summary)
+        touched = [name for name in APPS if host(name).file("/opt/codegraph/releases/1.0.2").exists]
+        assert len(touched) == 1, touched  # only the canary
+        assert [served_version(name) for name in APPS] == ["1.0.1"] * 3
+        assert (
+            host(touched[0]).check_output("readlink /opt/codegraph/current")
+            == "/opt/codegraph/releases/1.0.1"
+        )
+    finally:
+        for leftover in ARTIFACTS.glob("codegraph-1.0.2.tar.gz*"):
+            leftover.unlink()
+
+
+def test_hotfix_with_a_wrong_checksum_touches_no_host(tmp_path):
+    artifact = tmp_path / "codegraph-1.0.3.tar.gz"
+    shutil.copy(ARTIFACTS / "codegraph-1.0.1.tar.gz", artifact)
+    before = release_state()
+    result = playbook(
+        "hotfix.yml", "-e", f"hotfix_artifact={artifact}", "-e", f"hotfix_sha256={'0' * 64}"
+    )
+    assert result.returncode != 0
+    assert "checksum mismatch, no host was touched" in result.stdout + result.stderr
+    assert "cg-fleet-app" not in result.stdout.split("PLAY RECAP")[1]  # never reached
+    assert release_state() == before
+    assert not list(ARTIFACTS.glob("codegraph-1.0.3.tar.gz*"))
+
+
+def test_backup_wipe_restore_gives_back_identical_data():
+    target = "cg-fleet-app1"
+    api(
+        target,
+        "POST",
+        "/nodes",
+        {"nodes": [{"id": f"r:{i}", "kind": "class", "name": f"R{i}"} for i in range(30)]},
+    )
+    before = api(target, "GET", "/nodes?limit=1000")["nodes"]
+    result = playbook("backup.yml", "-e", "backup_label=restore-test")
+    assert result.returncode == 0, result.stdout[-5000:]
+    fetched = sorted((TOP / "backups" / target).glob("codegraph-backup-*-restore-test.tar.gz"))
+    assert fetched, "the backup was not fetched to the controller"
+    backup_id = fetched[-1].name.removeprefix("codegraph-backup-").removesuffix(".tar.gz")
+
+    box = host(target)
+    box.check_output(
+        "systemctl stop codegraph && rm -rf /opt/codegraph/data/* "
+        "&& rm -f /opt/codegraph/backups/codegraph-backup-*restore-test* "
+        "&& systemctl start codegraph"
+    )
+    assert api(target, "GET", "/stats")["total_nodes"] == 0  # wiped
+    result = playbook(
+        "restore.yml",
+        "--limit",
+        target,
+        "-e",
+        f"restore_backup_id={backup_id}",
+        "-e",
+        "restore_from_controller=true",
+    )
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert api(target, "GET", "/nodes?limit=1000")["nodes"] == before
+
+
+def test_point_in_time_recovery_gives_exactly_the_state_at_that_moment():
+    target = "cg-fleet-app2"
+    box = host(target)
+    api(target, "POST", "/backup")
+    api(target, "POST", "/nodes", {"nodes": [{"id": "pitr:kept", "kind": "file", "name": "kept"}]})
+    api(target, "DELETE", f"/nodes/{'function:src/seed.py:handler_7'}")
+    now = float(box.check_output("date +%s.%N"))
+    time.sleep(math.ceil(now) - now + 0.2)
+    moment = box.check_output(f"date -d @{math.ceil(now)} '+%Y-%m-%d %H:%M:%S'")
+    state = api(target, "GET", "/nodes?limit=1000")["nodes"]
+    time.sleep(1)
+    api(
+        target, "POST", "/nodes", {"nodes": [{"id": "pitr:later", "kind": "file", "name": "later"}]}
+    )
+    result = playbook("pitr.yml", "--limit", target, "-e", f"recovery_time='{moment}'")
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert api(target, "GET", "/nodes?limit=1000")["nodes"] == state
+
+
+def test_fleet_reports():
+    health = playbook("health_check.yml")
+    assert health.returncode == 0 and health.stdout.count("healthy    1.0.1") == 3, health.stdout[
+        -3000:
+    ]
+    security = playbook("security_check.yml")
+    assert security.returncode == 0, security.stdout[-3000:]
+    assert security.stdout.count("status=ok") == 3
+    incident = playbook("incident_p0.yml")
+    assert incident.returncode == 0, incident.stdout[-3000:]
+    bundles = [bundle.name for bundle in (TOP / "incidents").glob("*/incident-p0-*.tar.gz")]
+    for name in APPS:
+        assert any(bundle.startswith(f"incident-p0-{name}-") for bundle in bundles), bundles
+    capacity = playbook("capacity_report.yml")
+    assert capacity.returncode == 0 and capacity.stdout.count(" nodes ") == 3, capacity.stdout[
+        -3000:
+    ]
