@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from generated import write_or_check
+
 OUT = Path(__file__).resolve().parent.parent / "files" / "dashboards"
 SVC = 'job="$job", instance=~"$instance"'
 NODE = 'job="$node_job", instance=~"$instance"'
@@ -313,6 +315,21 @@ DASHBOARDS = {
     ),
 }
 
+
+def query_variable(name: str, label: str, query: str, **extra: object) -> dict:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "query": {"query": query, "refId": name},
+        "definition": query,
+        "refresh": 1,
+        "hide": 0,
+        **extra,
+    }
+
+
 VARIABLES = [
     {
         "name": "datasource",
@@ -322,42 +339,28 @@ VARIABLES = [
         "current": {},
         "hide": 0,
     },
-    {
-        "name": "job",
-        "label": "Service job",
-        "type": "query",
-        "datasource": {"type": "prometheus", "uid": "${datasource}"},
-        "query": {"query": "label_values(codegraph_build_info, job)", "refId": "job"},
-        "definition": "label_values(codegraph_build_info, job)",
-        "current": {"text": "codegraph", "value": "codegraph"},
-        "refresh": 1,
-        "hide": 0,
-    },
-    {
-        "name": "node_job",
-        "label": "node_exporter job",
-        "type": "query",
-        "datasource": {"type": "prometheus", "uid": "${datasource}"},
-        "query": {"query": "label_values(node_uname_info, job)", "refId": "node_job"},
-        "definition": "label_values(node_uname_info, job)",
-        "current": {"text": "node", "value": "node"},
-        "refresh": 1,
-        "hide": 0,
-    },
-    {
-        "name": "instance",
-        "label": "Instance",
-        "type": "query",
-        "datasource": {"type": "prometheus", "uid": "${datasource}"},
-        "query": {"query": 'label_values(up{job="$job"}, instance)', "refId": "instance"},
-        "definition": 'label_values(up{job="$job"}, instance)',
-        "multi": True,
-        "includeAll": True,
-        "allValue": ".*",
-        "current": {"text": "All", "value": "$__all"},
-        "refresh": 2,
-        "hide": 0,
-    },
+    query_variable(
+        "job",
+        "Service job",
+        "label_values(codegraph_build_info, job)",
+        current={"text": "codegraph", "value": "codegraph"},
+    ),
+    query_variable(
+        "node_job",
+        "node_exporter job",
+        "label_values(node_uname_info, job)",
+        current={"text": "node", "value": "node"},
+    ),
+    query_variable(
+        "instance",
+        "Instance",
+        'label_values(up{job="$job"}, instance)',
+        refresh=2,
+        multi=True,
+        includeAll=True,
+        allValue=".*",
+        current={"text": "All", "value": "$__all"},
+    ),
 ]
 
 
@@ -399,17 +402,7 @@ def render() -> dict[Path, str]:
 
 
 def main(argv: list[str]) -> int:
-    stale = []
-    for path, text in render().items():
-        if not path.exists() or path.read_text() != text:
-            if "--check" in argv:
-                stale.append(path.name)
-            else:
-                path.write_text(text)
-    if stale:
-        print("out of date (run `make docs`): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(render(), argv)
 
 
 if __name__ == "__main__":

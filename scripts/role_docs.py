@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from generated import write_or_check
 
 TOP = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- BEGIN VARIABLES -->", "<!-- END VARIABLES -->"
@@ -44,21 +45,12 @@ def render(readme: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    stale = []
-    for readme in sorted(TOP.glob("roles/*/README.md")):
-        if BEGIN not in readme.read_text():
-            stale.append(f"{readme}: no {BEGIN} marker")
-            continue
-        fresh = render(readme)
-        if fresh != readme.read_text():
-            if "--check" in argv:
-                stale.append(str(readme.relative_to(TOP)))
-            else:
-                readme.write_text(fresh)
-    if stale:
-        print("out of date (run `make docs`): " + ", ".join(stale), file=sys.stderr)
+    readmes = sorted(TOP.glob("roles/*/README.md"))
+    unmarked = [str(readme) for readme in readmes if BEGIN not in readme.read_text()]
+    if unmarked:
+        print(f"no {BEGIN} marker in: " + ", ".join(unmarked), file=sys.stderr)
         return 1
-    return 0
+    return write_or_check({readme: render(readme) for readme in readmes}, argv)
 
 
 if __name__ == "__main__":

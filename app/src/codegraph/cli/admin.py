@@ -13,11 +13,12 @@ from typing import Any
 
 import orjson
 
-from codegraph import __version__, maintenance, recovery
+from codegraph import maintenance, recovery
+from codegraph.cli import base_parser, settings_or_none
 from codegraph.engine import Engine
 from codegraph.errors import CodeGraphError, DatabaseInUse
 from codegraph.logs import setup_logging
-from codegraph.settings import ConfigError, Settings, load_settings
+from codegraph.settings import Settings
 
 
 def _print(value: Any) -> None:
@@ -88,13 +89,7 @@ COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="codegraph-admin", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--config",
-        default="/opt/codegraph/config/codegraph.toml",
-        help="the TOML configuration (default: %(default)s)",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser = base_parser("codegraph-admin", __doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, summary) in COMMANDS.items():
         sub = commands.add_parser(name, help=summary, description=summary)
@@ -107,10 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "check-config" and args.file:
         args.config = args.file
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as error:
-        print(f"codegraph-admin: {args.config}: {error}", file=sys.stderr)
+    settings = settings_or_none("codegraph-admin", args.config)
+    if settings is None:
         return 2
     handler = COMMANDS[args.command][0]
     if args.command == "check-config":

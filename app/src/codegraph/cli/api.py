@@ -7,7 +7,6 @@ service is ready (Type=notify), so `systemctl start` returns once it serves.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ from prometheus_client import start_http_server
 from codegraph import __version__, metrics
 from codegraph.api.app import create_app
 from codegraph.auth import ApiKeys
+from codegraph.cli import base_parser, settings_or_none
 from codegraph.engine import Engine
 from codegraph.errors import DatabaseInUse
 from codegraph.logs import set_level, setup_logging
@@ -149,20 +149,9 @@ def serve(config_path: str, settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="codegraph-api", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--config",
-        default="/opt/codegraph/config/codegraph.toml",
-        help="the TOML configuration (default: %(default)s)",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as error:
-        print(f"codegraph-api: configuration error: {error}", file=sys.stderr)
-        return 2
-    return serve(args.config, settings)
+    args = base_parser("codegraph-api", __doc__.splitlines()[0]).parse_args(argv)
+    settings = settings_or_none("codegraph-api", args.config)
+    return 2 if settings is None else serve(args.config, settings)
 
 
 if __name__ == "__main__":
