@@ -14,10 +14,12 @@ def identifier_tokens(text: str) -> list[str]:
 
 
 def name_keys(name: str, qualified_name: str | None) -> set[str]:
-    """What the name index stores for a node: the whole names and their sub-words."""
+    """What the name index stores for a node: its name, the name's sub-words, and the
+    whole qualified name (found by prefix: "pkg.mod" finds everything under it).
+    Sub-words of the qualified name's packages are not indexed: they would multiply
+    the entries of every node by its depth for little search value."""
     keys = {name.lower(), *identifier_tokens(name)}
     if qualified_name:
         keys.add(qualified_name.lower())
-        keys.update(identifier_tokens(qualified_name))
     keys.discard("")
     return keys

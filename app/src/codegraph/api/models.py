@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     JsonValue,
     StringConstraints,
-    field_validator,
     model_validator,
+    with_config,
 )
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from codegraph.store.graph import EDGE_TYPES
 
@@ -38,33 +40,32 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class NodeFields(_Body):
-    """Everything about a node but its id (what PATCH may change)."""
+def _no_reserved_suffix(value: str) -> str:
+    if value.endswith(_RESERVED_SUFFIXES):
+        raise ValueError("a node id must not end with /edges or /neighbors")
+    return value
 
+
+WritableId = Annotated[NodeId, AfterValidator(_no_reserved_suffix)]
+
+
+# The bulk-write bodies are TypedDicts: validated as strictly as models, but they
+# arrive as plain dicts, with no per-node model to build and dump again (this is
+# the ingest hot path: thousands of nodes per request).
+@with_config(ConfigDict(extra="forbid"))
+class NodeIn(TypedDict):
+    id: WritableId
     kind: Kind
     name: Name
-    qualified_name: QualifiedName | None = None
-    path: SourcePath | None = None
-    language: Language | None = None
-    start_line: Line | None = None
-    end_line: Line | None = None
-    text: Text | None = None
-    docstring: Docstring | None = None
-    attributes: dict[str, JsonValue] = Field(default_factory=dict)
-    embedding: Embedding | None = Field(
-        None, description="Used as is (dimension must match); computed from the text if absent."
-    )
-
-
-class NodeIn(NodeFields):
-    id: NodeId
-
-    @field_validator("id")
-    @classmethod
-    def _no_reserved_suffix(cls, value: str) -> str:
-        if value.endswith(_RESERVED_SUFFIXES):
-            raise ValueError("a node id must not end with /edges or /neighbors")
-        return value
+    qualified_name: NotRequired[QualifiedName | None]
+    path: NotRequired[SourcePath | None]
+    language: NotRequired[Language | None]
+    start_line: NotRequired[Line | None]
+    end_line: NotRequired[Line | None]
+    text: NotRequired[Text | None]
+    docstring: NotRequired[Docstring | None]
+    attributes: NotRequired[dict[str, JsonValue]]
+    embedding: NotRequired[Embedding | None]
 
 
 class NodePatch(_Body):
@@ -98,13 +99,18 @@ class EdgeRef(_Body):
     type: EdgeType
 
 
-class EdgeIn(EdgeRef):
-    attributes: dict[str, JsonValue] = Field(default_factory=dict)
+@with_config(ConfigDict(extra="forbid"))
+class EdgeIn(TypedDict):
+    source: NodeId
+    target: NodeId
+    type: EdgeType
+    attributes: NotRequired[dict[str, JsonValue]]
 
 
-class UpsertRequest(_Body):
-    nodes: list[NodeIn] = Field(default_factory=list)
-    edges: list[EdgeIn] = Field(default_factory=list)
+@with_config(ConfigDict(extra="forbid"))
+class UpsertRequest(TypedDict):
+    nodes: NotRequired[list[NodeIn]]
+    edges: NotRequired[list[EdgeIn]]
 
 
 class EdgesRequest(_Body):

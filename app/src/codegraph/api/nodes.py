@@ -22,9 +22,7 @@ Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 @router.post("/nodes", summary="Create or replace nodes (and edges), atomically")
 def upsert_nodes(payload: UpsertRequest, engine: EngineDep) -> dict:
-    nodes = [node.model_dump() for node in payload.nodes]
-    edges = [edge.model_dump() for edge in payload.edges]
-    return engine.upsert(nodes, edges)
+    return engine.upsert(payload.get("nodes", []), payload.get("edges", []))
 
 
 @router.get("/nodes", summary="List nodes in id order, filtered, one page at a time")
@@ -86,7 +84,7 @@ def delete_node(node_id: str, engine: EngineDep) -> dict:
 
 @router.post("/edges", summary="Create or replace edges")
 def put_edges(payload: EdgesRequest, engine: EngineDep) -> dict:
-    return engine.put_edges([edge.model_dump() for edge in payload.edges])
+    return engine.put_edges(payload.edges)
 
 
 @router.post("/edges/delete", summary="Delete edges")

@@ -7,9 +7,9 @@ Column families (all keys and values are bytes; ids never contain NUL):
 - ``edges``       b"o" src NUL type NUL dst -> attributes (JSON)
                   b"i" dst NUL type NUL src -> b""   (the reverse direction)
 - ``lookup``      b"k" kind NUL id, b"n" name-key NUL id -> b""
-- ``default``     b"m:" counters, and b"q" seq -> id: the queue of node changes
-                  the vector indexer has yet to apply (trimmed once the index
-                  that includes them is saved)
+- ``default``     b"m:" counters, and b"q" seq -> ids (newline-separated): the
+                  queue of node changes the vector indexer has yet to apply, one
+                  entry per write (trimmed once the index that includes them is saved)
 
 Mutations are plain JSON-able dicts (what the operation log stores). Each is
 turned into one WriteBatch by ``plan`` and written atomically by ``commit``;
@@ -212,12 +212,15 @@ class GraphStore:
             ]
         return [(node_id.decode(), score) for node_id, score in ranked[:limit]]
 
-    def queue_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
-        """Vector-queue entries with a sequence number greater than seq."""
-        entries = []
+    def queue_after(self, seq: int, max_ids: int) -> list[tuple[int, list[str]]]:
+        """Vector-queue entries (one per write: the ids it changed) after seq, whole
+        entries until they hold at least max_ids ids."""
+        entries, count = [], 0
         for key, value in self.scan("default", b"q", b"q" + _U64.pack(seq + 1)):
-            entries.append((_U64.unpack(key[1:])[0], value.decode()))
-            if len(entries) >= limit:
+            ids = value.decode().split("\n")
+            entries.append((_U64.unpack(key[1:])[0], ids))
+            count += len(ids)
+            if count >= max_ids:
                 break
         return entries
 
@@ -257,9 +260,11 @@ class GraphStore:
             self.counters = {**self.counters, **drifted}
         return bool(drifted)
 
-    def _enqueue(self, plan: Plan, node_key: bytes) -> None:
-        plan.counters["vq_seq"] += 1
-        plan.batch.put(b"q" + _U64.pack(plan.counters["vq_seq"]), node_key)
+    def _enqueue(self, plan: Plan, node_keys: list[bytes]) -> None:
+        """One vector-queue entry for all the nodes a write changed."""
+        if node_keys:
+            plan.counters["vq_seq"] += 1
+            plan.batch.put(b"q" + _U64.pack(plan.counters["vq_seq"]), b"\n".join(node_keys))
 
     def _plan_upsert(self, plan: Plan, mutation: dict[str, Any], ts: float) -> None:
         nodes = mutation.get("nodes", [])
@@ -277,6 +282,7 @@ class GraphStore:
         )
         stamp = iso(ts)
         created = 0
+        changed: list[bytes] = []
         olds = self.cf["nodes"].get([node_id.encode() for node_id in ids]) if ids else []
         for node, old_raw in zip(nodes, olds, strict=True):
             old = orjson.loads(old_raw) if old_raw is not None else None
@@ -301,8 +307,9 @@ class GraphStore:
                 batch.put(key, np.asarray(embedding, dtype=np.float32).tobytes(), embeddings)
             elif old and old["embedding_source"] == "client":
                 batch.delete(key, embeddings)
-            self._enqueue(plan, key)
+            changed.append(key)
             created += old is None
+        self._enqueue(plan, changed)
         plan.counters["nodes_total"] += created
         edges_created = self._plan_put_edges(plan, edges, set(ids))
         plan.result = {
@@ -363,7 +370,7 @@ class GraphStore:
                 removed_edges.add(forward)
                 plan.batch.delete(edge_key, handle)
                 plan.batch.delete(forward, handle)
-            self._enqueue(plan, key)
+        self._enqueue(plan, [old["id"].encode() for old in olds])
         plan.counters["nodes_total"] -= len(olds)
         plan.counters["edges_total"] -= len(removed_edges)
         plan.result = {"deleted": len(olds), "edges_deleted": len(removed_edges)}

@@ -83,13 +83,15 @@ class VectorIndex:
 
     # -------------------------------------------------------------- search
     def _selector_params(self, exact: bool, ef_search: int | None):
-        selector = faiss.IDSelectorBitmap(len(self._live), faiss.swig_ptr(self._live))
         if self.params.index_type == "HNSW" and not exact:
             params = faiss.SearchParametersHNSW()
             params.efSearch = max(ef_search or self.ef_search, 1)
         else:
             params = faiss.SearchParameters()
-        params.sel = selector
+        selector = None
+        if len(self.label_of) < len(self.ids):  # stale vectors to skip (a filter costs time)
+            selector = faiss.IDSelectorBitmap(len(self._live), faiss.swig_ptr(self._live))
+            params.sel = selector
         return params, selector
 
     def search(
