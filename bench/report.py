@@ -149,6 +149,7 @@ SECTIONS = {
     "vector": vector,
     "profiles": profiles,
     "backup": backup,
+    "deploy": deploy,
 }
 
 
