@@ -35,6 +35,7 @@ def main() -> None:
         with server.client() as http:
             for start in range(0, NODES, 1000):
                 http.post("/nodes", json={"nodes": [record(i) for i in range(start, start + 1000)]})
+        server.wait_until_indexed()  # reads measured alone, not beside the index build
         while httpx.get(f"http://127.0.0.1:{port}/health").status_code != 200:
             time.sleep(0.1)
         with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:

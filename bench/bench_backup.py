@@ -34,8 +34,7 @@ def main() -> None:
                 )
                 response.raise_for_status()
             ingest_seconds = time.perf_counter() - started
-            while http.get("/vector/index/stats").json()["lag"]["operations"]:
-                time.sleep(2)
+            server.wait_until_indexed()
             index_ready = time.perf_counter() - started
             rss = rss_bytes(server.process.pid)
 

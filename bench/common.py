@@ -116,6 +116,13 @@ path = "{self.root}/data/oplog"
             base_url=self.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=600
         )
 
+    def wait_until_indexed(self) -> None:
+        """Until the background vector indexer has applied every write (so a
+        measurement that follows does not share the CPU with it)."""
+        with self.client() as http:
+            while http.get("/vector/index/stats").json()["lag"]["operations"]:
+                time.sleep(1)
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(120)
