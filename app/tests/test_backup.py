@@ -27,6 +27,11 @@ def test_backup_change_restore_gives_back_exactly_the_data(client, engine, setti
     before = _snapshot(client)
     backup = client.post("/backup").json()
     assert backup["backup_id"] and backup["nodes_total"] == 50
+    assert set(backup["timings"]) == {
+        "checkpoint_seconds",
+        "vector_index_seconds",
+        "checksums_seconds",
+    }
     manifest = json.loads(
         (Path(settings.backup.dir) / backup["backup_id"] / "manifest.json").read_text()
     )
