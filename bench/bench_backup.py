@@ -69,6 +69,7 @@ def main() -> None:
                 "backup_timings": backup["timings"],
                 "backup_seconds": round(backup_seconds, 2),
                 "restore_seconds": round(restore_seconds, 2),
+                "restore_timings": restored["timings"],
                 "cp_a_data_seconds": round(copy_seconds, 2),
                 "goal": "checkpoint <= 2 s, restore <= 10 s",
             },

@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shlex
 import ssl
 import subprocess
 import threading
@@ -71,12 +72,15 @@ def changed_total(output: str) -> int:
 
 def ssh(host: str, script: str) -> float:
     started = time.perf_counter()
-    subprocess.run(
-        [*SSH, f"root@{ADDRESS[host]}", "bash", "-euo", "pipefail", "-c", script],
-        check=True,
+    result = subprocess.run(
+        # ssh joins its arguments into one remote command line: quote the script
+        [*SSH, f"root@{ADDRESS[host]}", "bash", "-euxo", "pipefail", "-c", shlex.quote(script)],
         capture_output=True,
         text=True,
+        check=False,
     )
+    if result.returncode != 0:
+        raise RuntimeError(f"on {host}: {script}\n{result.stdout[-2000:]}{result.stderr[-3000:]}")
     return time.perf_counter() - started
 
 

@@ -47,6 +47,11 @@ def test_backup_change_restore_gives_back_exactly_the_data(client, engine, setti
     restored = client.post("/backup/restore", json={"backup_id": backup["backup_id"]})
     assert restored.status_code == 200, restored.text
     assert Path(restored.json()["replaced_data_kept_at"]).is_dir()
+    assert set(restored.json()["timings"]) == {
+        "verify_seconds",
+        "stage_and_replay_seconds",
+        "swap_and_reopen_seconds",
+    }
     assert _snapshot(client) == before
     assert client.get("/nodes/b:1/edges").json()["edges"][0]["target"] == "b:2"
     assert client.get("/stats").json()["total_nodes"] == 50

@@ -78,8 +78,7 @@ def list_backups(engine: Engine) -> list[dict[str, Any]]:
 
 
 def restore(engine: Engine, backup_id: str) -> dict[str, Any]:
-    manifest = engine.backups.verify(backup_id)  # before anything is replaced
-    return _restore(engine, manifest, ranges=[], open_from=None, target_ts=None)
+    return _restore(engine, backup_id, ranges=[], open_from=None, target_ts=None)
 
 
 def parse_recovery_time(text: str) -> float:
@@ -98,8 +97,7 @@ def point_in_time(engine: Engine, recovery_time: str) -> dict[str, Any]:
     if target > time.time():
         raise InvalidInput(f"recovery_time {recovery_time!r} is in the future")
     base_id, ranges, open_from = _plan(engine, target, recovery_time)
-    manifest = engine.backups.verify(base_id)
-    result = _restore(engine, manifest, ranges=ranges, open_from=open_from, target_ts=target)
+    result = _restore(engine, base_id, ranges=ranges, open_from=open_from, target_ts=target)
     return {**result, "recovery_time": recovery_time}
 
 
@@ -160,14 +158,15 @@ def _replay(
 
 def _restore(
     engine: Engine,
-    manifest: dict[str, Any],
+    backup_id: str,
     *,
     ranges: list[list[int]],
     open_from: int | None,
     target_ts: float | None,
 ) -> dict[str, Any]:
     started = time.monotonic()
-    backup_id = manifest["backup_id"]
+    engine.backups.verify(backup_id)  # every checksum, before anything is replaced
+    verified_at = time.monotonic()
     db_path = Path(engine.settings.database.path)
     index_path = Path(engine.settings.vector.path) / "index.bin"
     reason = "point-in-time recovery" if open_from is not None else "restore"
@@ -184,11 +183,13 @@ def _restore(
         except BaseException:
             shutil.rmtree(swaps[0][1], ignore_errors=True)
             raise
+        staged_at = time.monotonic()
         engine.close_store(save_index=False)
         try:
             swap_in(db_path, swaps)
         finally:
             engine.open_store()  # the restored data, or the old data if the swap failed
+        reopened_at = time.monotonic()
         engine.oplog.append(
             time.time(), {"op": "restore", "backup_id": backup_id, "ranges": marker_ranges}
         )
@@ -200,4 +201,9 @@ def _restore(
         "replaced_data_kept_at": swaps[0][2],
         "total_nodes": engine.store.counters["nodes_total"],
         "duration_seconds": round(time.monotonic() - started, 3),
+        "timings": {
+            "verify_seconds": round(verified_at - started, 3),
+            "stage_and_replay_seconds": round(staged_at - verified_at, 3),
+            "swap_and_reopen_seconds": round(reopened_at - staged_at, 3),
+        },
     }
