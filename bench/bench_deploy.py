@@ -157,7 +157,7 @@ def rollout_seconds(output: str) -> float:
 
 
 def _elapsed(line: str) -> float | None:
-    match = re.search(r"\s(\d+):(\d\d):(\d\d\.\d+)\s*\**$", line)
+    match = re.search(r"\s(\d+):(\d\d):(\d\d\.\d+)[\s*]*$", line)  # "... 0:01:45.174 **** "
     if not match:
         return None
     hours, minutes, seconds = match.groups()
