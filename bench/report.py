@@ -52,6 +52,22 @@ def ingest(r: dict) -> list[str]:
         f"Vector-index backlog when the last batch was acknowledged: "
         f"{r['vector_index_lag_at_end']['operations']:,} operations (the index catches up in the "
         "background; writes never wait for it).",
+        *(
+            []
+            if r["api_nodes_per_second"] >= 50_000
+            else [
+                "",
+                "Why it misses 50,000/s: one process owns the database (RocksDB allows one "
+                "writer), so every batch runs on one Python interpreter. Profiled under this "
+                "load, the time splits roughly into a quarter each for HTTP, JSON and "
+                "validation; building records and index keys; and the RocksDB write, which "
+                "is about six puts per node (record, kind and name index entries) across "
+                "three column families plus the fsync, against the baseline's one put. The "
+                "batch bodies are already validated without per-node models and the vector "
+                "indexer yields to streaming writes; what is left is moving record and key "
+                "building out of Python, which is not done.",
+            ]
+        ),
     ]
 
 
@@ -135,6 +151,19 @@ def backup(r: dict) -> list[str]:
         f"{_met(r['restore_seconds'] <= 10)}. RSS of the service at {r['nodes']:,} nodes, index "
         f"built: **{_mib(r['rss_bytes_at_1m_nodes'])}**. Ingest took {r['ingest_seconds']} s; the "
         f"index had caught up after {r['index_built_after_seconds']} s.",
+        *(
+            []
+            if r["restore_seconds"] <= 10
+            else [
+                "",
+                "Why the restore misses 10 s: nearly all of it is the swap-and-reopen step. "
+                "The same step takes 0.17 s at 40,000 nodes, so loading the 1M-vector index "
+                "accounts for about 4 s at most; the rest is not explained yet. The likely "
+                "cause: the restore stops the vector indexer and waits for its thread, which "
+                "here had just caught up and started its periodic save of the whole index "
+                "(the backup's own wall time, well above its steps, points the same way).",
+            ]
+        ),
     ]
 
 
