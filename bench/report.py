@@ -156,12 +156,13 @@ def backup(r: dict) -> list[str]:
             if r["restore_seconds"] <= 10
             else [
                 "",
-                "Why the restore misses 10 s: nearly all of it is the swap-and-reopen step. "
-                "The same step takes 0.17 s at 40,000 nodes, so loading the 1M-vector index "
-                "accounts for about 4 s at most; the rest is not explained yet. The likely "
-                "cause: the restore stops the vector indexer and waits for its thread, which "
-                "here had just caught up and started its periodic save of the whole index "
-                "(the backup's own wall time, well above its steps, points the same way).",
+                "Why the restore misses 10 s: nearly all of it is the swap-and-reopen step "
+                "(stop the indexer, close RocksDB, rename, reopen, load the 1M-vector index). "
+                "The same step takes 0.17 s at 40,000 nodes, so a linear share would be about "
+                "4 s; where the other ~8 s go at this size is not measured yet (the next "
+                "thing to profile). The backup's wall time above its steps is most likely "
+                "the wait for the vector indexer's periodic save, which holds the same pause "
+                "lock the backup takes and had just started when the index caught up.",
             ]
         ),
     ]
