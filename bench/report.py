@@ -158,11 +158,12 @@ def backup(r: dict) -> list[str]:
                 "",
                 "Why the restore misses 10 s: nearly all of it is the swap-and-reopen step "
                 "(stop the indexer, close RocksDB, rename, reopen, load the 1M-vector index). "
-                "The same step takes 0.17 s at 40,000 nodes, so a linear share would be about "
-                "4 s; where the other ~8 s go at this size is not measured yet (the next "
-                "thing to profile). The backup's wall time above its steps is most likely "
-                "the wait for the vector indexer's periodic save, which holds the same pause "
-                "lock the backup takes and had just started when the index caught up.",
+                "Profiled in process at 300,000 nodes, the same step takes 1.0 s (index load "
+                "0.9 s) and the whole restore 1.5 s, so about 3.5 s would be expected at 1M; "
+                "the other ~9 s in the served case are not explained yet. The next suspect is "
+                "the wait for the indexer thread to stop, or page faults at 2.2 GiB of RSS. "
+                "The backup's wall time above its steps is most likely the wait for the "
+                "indexer's periodic save, which holds the pause lock the backup takes.",
             ]
         ),
     ]
