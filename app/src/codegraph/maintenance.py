@@ -14,7 +14,7 @@ from codegraph import metrics
 from codegraph.engine import Engine
 from codegraph.errors import InvalidInput
 from codegraph.store.figures import rocksdb_figures
-from codegraph.store.graph import COLUMN_FAMILIES, iso
+from codegraph.store.graph import COLUMN_FAMILIES, iso, queued_ids
 from codegraph.store.graph import entries as store_entries
 
 MAX_REPORTED_PROBLEMS = 1000
@@ -156,9 +156,10 @@ def _cross_check(
                 report.add("bad_embedding", f"embedding of {key!r} has {len(value) // 4} values")
     if "default" in scanned:
         pending = {
-            value
+            node_id
             for key, value in scanned["default"]
             if key.startswith(b"q") and int.from_bytes(key[1:], "big") > indexed_seq
+            for node_id in queued_ids(value)
         }
         for node_id in indexed.keys() - {key.decode() for key in nodes}:
             if node_id.encode() not in pending:

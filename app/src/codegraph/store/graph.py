@@ -65,6 +65,11 @@ def _lookup_keys(record: dict[str, Any]) -> set[bytes]:
     return keys
 
 
+def queued_ids(value: bytes) -> list[bytes]:
+    """The node ids of one vector-queue entry (what ``_enqueue`` wrote)."""
+    return value.split(b"\n")
+
+
 def _edge_keys(source: str, edge_type: str, target: str) -> tuple[bytes, bytes]:
     src, kind, dst = source.encode(), edge_type.encode(), target.encode()
     return b"o" + src + b"\0" + kind + b"\0" + dst, b"i" + dst + b"\0" + kind + b"\0" + src
@@ -217,7 +222,7 @@ class GraphStore:
         entries until they hold at least max_ids ids."""
         entries, count = [], 0
         for key, value in self.scan("default", b"q", b"q" + _U64.pack(seq + 1)):
-            ids = value.decode().split("\n")
+            ids = [node_id.decode() for node_id in queued_ids(value)]
             entries.append((_U64.unpack(key[1:])[0], ids))
             count += len(ids)
             if count >= max_ids:
@@ -261,7 +266,7 @@ class GraphStore:
         return bool(drifted)
 
     def _enqueue(self, plan: Plan, node_keys: list[bytes]) -> None:
-        """One vector-queue entry for all the nodes a write changed."""
+        """One vector-queue entry for all the nodes a write changed (read by queued_ids)."""
         if node_keys:
             plan.counters["vq_seq"] += 1
             plan.batch.put(b"q" + _U64.pack(plan.counters["vq_seq"]), b"\n".join(node_keys))
