@@ -69,7 +69,7 @@ def main() -> None:
     for start in range(0, N, 10_000):
         ours.upsert(ids[start : start + 10_000], [1] * 10_000, data[start : start + 10_000])
     ours_build = time.perf_counter() - started
-    ours_qps, ours_found = qps(lambda q: [int(i) for i, _, _ in ours.search(q, K)], queries)
+    ours_qps, ours_found = qps(_searcher(ours, EF_SEARCH), queries)
 
     _, held_out_truth = flat.search(held_out, K)
     tuned_ef = next(
