@@ -148,11 +148,18 @@ class Load:
 
 
 def rollout_seconds(output: str) -> float:
-    """Time from the first rolling batch to the end, from profile_tasks' running totals."""
+    """Time from the first rolling batch to the last one's end (before the old releases
+    are removed, in parallel), from profile_tasks' running totals."""
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("PLAY [Roll out"))
-    totals = [_elapsed(line) for line in lines[start:] if _elapsed(line) is not None]
+    end = next(
+        (i for i, line in enumerate(lines) if line.startswith("PLAY [Remove old releases")),
+        len(lines),
+    )
+    totals = [_elapsed(line) for line in lines[start:end] if _elapsed(line) is not None]
     before = [_elapsed(line) for line in lines[:start] if _elapsed(line) is not None]
+    if end < len(lines):  # the running total printed as the pruning play's first task starts
+        totals.append(next(t for t in map(_elapsed, lines[end:]) if t is not None))
     return totals[-1] - before[-1]
 
 

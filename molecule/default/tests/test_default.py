@@ -100,6 +100,23 @@ def test_release_layout(host):
     assert not host.file(f"{BASE}/releases/.incoming").exists
 
 
+def test_codegraph_switch_passes_shellcheck_and_refuses_what_it_cannot_do(host, tmp_path):
+    switch = host.file(f"{BASE}/bin/codegraph-switch")
+    assert (switch.user, switch.mode) == ("root", 0o750)
+    script = tmp_path / "codegraph-switch"
+    script.write_text(switch.content_string)
+    lint = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, check=False)
+    assert lint.returncode == 0, lint.stdout
+
+    served = host.run(f"{BASE}/bin/codegraph-switch 1.0.0")  # what it already serves
+    assert served.rc == 0 and json.loads(served.stdout)["changed"] is False
+    missing = host.run(f"{BASE}/bin/codegraph-switch --backup 9.9.9")
+    assert missing.rc == 3 and "9.9.9 is not installed" in missing.stderr
+    no_previous = host.run(f"{BASE}/bin/codegraph-switch --rollback")
+    assert no_previous.rc == 3 and "no release to roll back to" in no_previous.stderr
+    assert host.file(f"{BASE}/current").linked_to == f"{BASE}/releases/1.0.0"
+
+
 def test_systemd_hardening(host):
     wanted = {
         "User": "codegraph",
