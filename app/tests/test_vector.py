@@ -115,3 +115,19 @@ def test_index_survives_restart_and_catches_up_after_a_crash(settings, client, e
         assert len(index.label_of) == 400
     finally:
         reopened.close()
+
+
+def test_an_index_file_cut_short_is_rebuilt_from_the_store(settings, client, engine):
+    _load(client, 200)
+    wait_for_index(engine)
+    engine.close()
+    engine.gate.closed_for = "test"  # closed here, not by the fixture
+    index_file = engine.indexer.path
+    index_file.write_bytes(index_file.read_bytes()[: index_file.stat().st_size // 2])
+
+    reopened = Engine(settings)
+    try:
+        wait_for_index(reopened)
+        assert len(reopened.indexer.index.label_of) == 200
+    finally:
+        reopened.close()
