@@ -154,6 +154,15 @@ def test_bad_input_is_a_4xx_naming_the_problem(client):
             422,
             "json",
         ),
+        (  # a lone UTF-16 surrogate cannot be stored as UTF-8
+            client.post(
+                "/nodes",
+                content=b'{"nodes": [{"id": "x", "kind": "function", "name": "\\ud800"}]}',
+                headers={"content-type": "application/json"},
+            ),
+            422,
+            "surrogate",
+        ),
         (client.post("/nodes", json={"nodes": [{"id": "x", "kind": "function"}]}), 422, "name"),
         (client.post("/nodes", json={"nodes": [node("x", start_line="three")]}), 422, "start_line"),
         (

@@ -10,7 +10,7 @@ _TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+")
 
 def identifier_tokens(text: str) -> list[str]:
     """Lower-cased sub-words of an identifier or free text, in order."""
-    return [match.group(0).lower() for match in _TOKEN.finditer(text)]
+    return [token.lower() for token in _TOKEN.findall(text)]
 
 
 def name_keys(name: str, qualified_name: str | None) -> set[str]:

@@ -5,8 +5,9 @@ from fastapi import APIRouter
 from codegraph import recovery
 from codegraph.api.deps import EngineDep
 from codegraph.api.models import PointInTimeRequest, RestoreRequest
+from codegraph.api.routing import OrjsonRoute
 
-router = APIRouter(tags=["backup"])
+router = APIRouter(tags=["backup"], route_class=OrjsonRoute)
 
 
 @router.post("/backup", summary="Take a consistent backup (checkpoint, index, manifest)")

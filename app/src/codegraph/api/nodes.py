@@ -14,8 +14,9 @@ from codegraph.api.models import (
     NodePatch,
     UpsertRequest,
 )
+from codegraph.api.routing import OrjsonRoute
 
-router = APIRouter(tags=["nodes"])
+router = APIRouter(tags=["nodes"], route_class=OrjsonRoute)
 Direction = Literal["out", "in", "both"]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 

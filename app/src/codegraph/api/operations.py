@@ -7,8 +7,9 @@ from fastapi import APIRouter, Body
 from codegraph import maintenance
 from codegraph.api.deps import EngineDep
 from codegraph.api.models import AutoTuneRequest
+from codegraph.api.routing import OrjsonRoute
 
-router = APIRouter(tags=["maintenance"])
+router = APIRouter(tags=["maintenance"], route_class=OrjsonRoute)
 
 
 @router.post("/integrity/check", summary="Full scan with checksums, plus cross-checks")

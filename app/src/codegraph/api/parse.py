@@ -4,9 +4,10 @@ from fastapi import APIRouter
 
 from codegraph.api.deps import EngineDep
 from codegraph.api.models import ParseRequest
+from codegraph.api.routing import OrjsonRoute
 from codegraph.parse import parse_files
 
-router = APIRouter(tags=["parse"])
+router = APIRouter(tags=["parse"], route_class=OrjsonRoute)
 
 
 @router.post("/parse", summary="Parse source files into nodes and edges (and store them)")

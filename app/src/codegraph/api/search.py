@@ -6,8 +6,9 @@ from fastapi import APIRouter, Query
 
 from codegraph.api.deps import EngineDep
 from codegraph.api.models import Kind, SearchRequest
+from codegraph.api.routing import OrjsonRoute
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], route_class=OrjsonRoute)
 
 
 @router.get("/search", summary="Search by name (text), by similarity (vector), or both (hybrid)")

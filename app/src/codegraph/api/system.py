@@ -5,8 +5,9 @@ from fastapi.responses import JSONResponse
 
 from codegraph import maintenance
 from codegraph.api.deps import EngineDep
+from codegraph.api.routing import OrjsonRoute
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], route_class=OrjsonRoute)
 
 
 @router.get("/health", summary="Liveness and readiness (no API key needed)")

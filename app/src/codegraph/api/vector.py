@@ -7,8 +7,9 @@ from fastapi.responses import JSONResponse
 
 from codegraph.api.deps import EngineDep
 from codegraph.api.models import RebuildRequest
+from codegraph.api.routing import OrjsonRoute
 
-router = APIRouter(prefix="/vector", tags=["vector"])
+router = APIRouter(prefix="/vector", tags=["vector"], route_class=OrjsonRoute)
 
 
 @router.get("/performance", summary="Recent search latency percentiles, QPS, sampled recall")
