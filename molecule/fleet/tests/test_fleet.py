@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from conftest import (
     APPS,
+    INVENTORY,
     TOP,
     api,
     api_key,
@@ -25,6 +27,7 @@ from conftest import (
 )
 
 ARTIFACTS = TOP / "artifacts"
+ADMIN_SOCKET = "/run/haproxy/admin.sock"
 
 
 def test_the_fleet_serves_through_the_load_balancer():
@@ -35,6 +38,44 @@ def test_the_fleet_serves_through_the_load_balancer():
     )
     for name in APPS:
         assert name in backends
+
+
+def lb_server(state: str, *options: str) -> dict:
+    """The lb role's haproxy_server module on cg-fleet-app1, ad hoc; its result."""
+    arguments = f"socket={ADMIN_SOCKET} backend=codegraph server=cg-fleet-app1 state={state}"
+    result = subprocess.run(
+        ["ansible", "-i", str(INVENTORY), "cg-fleet-ops", "-o", *options,
+         "-M", str(TOP / "roles/lb/library"), "-m", "haproxy_server", "-a", arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.split(" => ", 1)[1])
+
+
+def sessions_of_app1() -> int:
+    """Requests HAProxy has sent to cg-fleet-app1 so far (its stot)."""
+    stat = host("cg-fleet-ops").check_output(f"echo 'show stat' | socat stdio {ADMIN_SOCKET}")
+    header, *rows = stat.splitlines()
+    row = next(r.split(",") for r in rows if r.startswith("codegraph,cg-fleet-app1,"))
+    return int(row[header[2:].split(",").index("stot")])
+
+
+def test_drain_stops_new_requests_is_idempotent_and_check_mode_touches_nothing():
+    with under_load() as (summary, _):
+        assert lb_server("drained", "--check")["changed"] is True
+        assert lb_server("ready")["changed"] is False  # the check run left it up
+        drained = lb_server("drained")
+        assert drained["changed"] is True and drained["status"] == "DRAIN"
+        before = sessions_of_app1()
+        time.sleep(2)
+        assert sessions_of_app1() == before, "a drained host still got requests"
+        assert lb_server("drained")["changed"] is False
+        ready = lb_server("ready")
+        assert ready["changed"] is True and ready["status"] == "UP"
+        assert lb_server("ready")["changed"] is False
+    no_failures(summary)
 
 
 def test_rolling_deploy_of_a_new_release_fails_no_request():
