@@ -111,13 +111,13 @@ HAPROXY = "socat stdio unix-connect:/run/haproxy/admin.sock"
 
 def by_hand_rollout_step(host: str) -> float:
     """The same steps as one batch of deploy.yml, typed by hand over SSH: drain in
-    HAProxy and wait for requests in flight, an API backup, restart and wait healthy,
-    put back once HAProxy sees it up. Polling every 0.1 s, nothing else."""
+    HAProxy (DRAIN, checks left running) and wait for requests in flight, an API
+    backup, restart and wait healthy, put back once HAProxy sees it up. Polling every
+    0.1 s, nothing else."""
     stat = f"echo 'show stat' | {HAPROXY} | awk -F, '$1 == \"codegraph\" && $2 == \"{host}\"'"
     drain = (
         f"echo 'set server codegraph/{host} state drain' | {HAPROXY} && "
-        f"until {stat} | awk -F, '$5 == 0 {{ ok = 1 }} END {{ exit !ok }}'; do sleep 0.1; done && "
-        f"echo 'set server codegraph/{host} state maint' | {HAPROXY}"
+        f"until {stat} | awk -F, '$5 == 0 {{ ok = 1 }} END {{ exit !ok }}'; do sleep 0.1; done"
     )
     enable = (
         f"echo 'set server codegraph/{host} state ready' | {HAPROXY} && "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,7 @@ def lb_server(state: str, *options: str) -> dict:
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout.split(" => ", 1)[1])
