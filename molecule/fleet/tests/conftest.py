@@ -17,6 +17,8 @@ APPS = ["cg-fleet-app1", "cg-fleet-app2", "cg-fleet-app3"]
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
 KEY_FILE = INVENTORY / ".secrets" / "api_key"
 SEEDED = [f"function:src/seed.py:handler_{i}" for i in range(200)]
+# ansible and ansible-playbook as the tests run them: output without colour codes
+ANSIBLE_ENV = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
 
 
 def host(name: str):
@@ -49,7 +51,7 @@ def playbook(name: str, *args: str, timeout: int = 1800) -> subprocess.Completed
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+        env=ANSIBLE_ENV,
     )
     assert api_key() not in result.stdout + result.stderr, "a playbook printed the API key"
     return result

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 from conftest import (
+    ANSIBLE_ENV,
     APPS,
     INVENTORY,
     TOP,
@@ -34,9 +34,7 @@ ADMIN_SOCKET = "/run/haproxy/admin.sock"
 def test_the_fleet_serves_through_the_load_balancer():
     ops = host("cg-fleet-ops")
     assert '"healthy"' in ops.check_output("curl -sS https://127.0.0.1:8443/health")
-    backends = ops.check_output(
-        "echo 'show servers state codegraph' | socat stdio /run/haproxy/admin.sock"
-    )
+    backends = ops.check_output(f"echo 'show servers state codegraph' | socat stdio {ADMIN_SOCKET}")
     for name in APPS:
         assert name in backends
 
@@ -50,7 +48,7 @@ def lb_server(state: str, *options: str) -> dict:
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+        env=ANSIBLE_ENV,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout.split(" => ", 1)[1])
