@@ -5,6 +5,7 @@ import math
 import time
 from pathlib import Path
 
+from codegraph.vector.index import VectorIndex
 from conftest import node, wait_for_index
 
 
@@ -28,6 +29,7 @@ def test_backup_change_restore_gives_back_exactly_the_data(client, engine, setti
     backup = client.post("/backup").json()
     assert backup["backup_id"] and backup["nodes_total"] == 50
     assert set(backup["timings"]) == {
+        "waited_for_indexer_seconds",
         "checkpoint_seconds",
         "vector_index_seconds",
         "checksums_seconds",
@@ -57,6 +59,36 @@ def test_backup_change_restore_gives_back_exactly_the_data(client, engine, setti
     assert client.get("/stats").json()["total_nodes"] == 50
     wait_for_index(engine)
     assert client.post("/integrity/check").json()["status"] == "ok"
+
+
+def test_a_backup_links_the_saved_vector_index_only_while_it_is_current(client, engine, settings):
+    client.post("/nodes", json={"nodes": [node(f"v:{i}", text=f"body {i}") for i in range(20)]})
+    wait_for_index(engine)
+    engine.indexer.save()
+    live = Path(settings.vector.path) / "index.bin"
+
+    def backed_up_index() -> Path:
+        backup_id = client.post("/backup").json()["backup_id"]
+        return Path(settings.backup.dir) / backup_id / "vector" / "index.bin"
+
+    linked = backed_up_index()
+    assert linked.stat().st_ino == live.stat().st_ino  # the saved file, not written again
+    engine.indexer.index.ef_search += 7  # what auto-tune does in place: the file is stale
+    written = backed_up_index()
+    assert written.stat().st_ino != live.stat().st_ino
+    assert VectorIndex.load(written).ef_search == engine.indexer.index.ef_search
+    client.post("/nodes", json={"nodes": [node("v:late", text="late")]})
+    wait_for_index(engine)  # a newer queue position: the file is stale again
+    assert backed_up_index().stat().st_ino != live.stat().st_ino
+
+    engine.indexer.save()  # the live file is replaced by a rename: the linked copy stays
+    assert VectorIndex.load(linked).seq < engine.indexer.index.seq
+    first = linked.parent.parent.name
+    restored = client.post("/backup/restore", json={"backup_id": first})
+    assert restored.status_code == 200, restored.text
+    wait_for_index(engine)
+    hits = client.get("/search", params={"q": "body 3", "mode": "vector", "k": 3}).json()
+    assert "v:3" in [hit["node"]["id"] for hit in hits["results"]]
 
 
 def test_a_damaged_backup_is_refused_before_anything_is_replaced(client, settings):

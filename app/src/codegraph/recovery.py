@@ -33,6 +33,7 @@ def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
     """Checkpoint + vector index + manifest; returns the manifest."""
     backups = engine.backups
     backup_id, staging = backups.stage()
+    asked = time.monotonic()
     try:
         with engine.gate.use(), engine.indexer.pause_lock:
             # The index is paused from before the checkpoint until it is saved, so
@@ -45,7 +46,7 @@ def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
                 counters = dict(engine.store.counters)
             checkpointed = time.monotonic()
             index = engine.indexer.index
-            index.save(staging / "vector" / "index.bin")
+            engine.indexer.copy_to(staging / "vector" / "index.bin")
             index_saved = time.monotonic()
         info = {
             "created_at": iso(created),
@@ -63,6 +64,8 @@ def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
         backups.discard(staging)
         raise
     timings = {
+        # the indexer holds its pause lock while it applies a chunk or saves the index
+        "waited_for_indexer_seconds": round(started - asked, 3),
         "checkpoint_seconds": round(checkpointed - started, 3),
         "vector_index_seconds": round(index_saved - checkpointed, 3),
         "checksums_seconds": round(time.monotonic() - index_saved, 3),

@@ -11,6 +11,7 @@ caught up and is swapped in.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -103,6 +104,7 @@ class Indexer:
         self._recall_samples: deque[tuple[np.ndarray, list[str], int]] = deque(maxlen=20)
         self._saved_seq = 0
         self._saved_at = time.monotonic()
+        self._saved_state: tuple | None = None  # (index, seq, efSearch) of the file at path
         self._caught_up_at = time.monotonic()
         self._last_write = 0.0
         self.rebuild_status: dict[str, Any] = {"state": "idle"}
@@ -119,6 +121,7 @@ class Indexer:
                 log.exception("vector index at %s is unreadable; rebuilding", self.path)
             else:
                 self._saved_seq = index.seq
+                self._saved_state = _state(index)
                 index.ef_search = wanted.efSearch
                 if replace(index.params, efSearch=wanted.efSearch) != wanted:
                     log.info("vector index parameters changed; rebuilding in the background")
@@ -234,10 +237,25 @@ class Indexer:
             index = self.index
             index.save(self.path)
             self._saved_seq, self._saved_at = index.seq, time.monotonic()
+            self._saved_state = _state(index)
             floor = (
                 index.seq if self._rebuild_floor is None else min(index.seq, self._rebuild_floor)
             )
             self.store.trim_queue(floor)
+
+    def copy_to(self, target: Path) -> None:
+        """Write the index as it is now to target (a backup; the caller holds the
+        pause lock). When the file the indexer last saved holds exactly this state, it
+        is hard-linked: saves are atomic renames, so the linked file never changes, and
+        serializing a 1,000,000-vector index again takes seconds."""
+        if self._saved_state is not None and self._saved_state == _state(self.index):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(self.path, target)
+                return
+            except OSError as error:  # another file system, or no links allowed there
+                log.info("vector index not linked into the backup (%s); saving it", error)
+        self.index.save(target)
 
     # -------------------------------------------------------------- recall
     def sample(self, vector: np.ndarray, found: list[str], k: int) -> None:
@@ -343,3 +361,9 @@ class Indexer:
 
 class _Cancelled(Exception):
     pass
+
+
+def _state(index: VectorIndex) -> tuple:
+    """What makes two saves of an index identical: the object itself (compared by
+    identity), its queue position and its efSearch (auto-tune changes it in place)."""
+    return (index, index.seq, index.ef_search)
