@@ -150,7 +150,7 @@ def backup(r: dict) -> list[str]:
             else []
         ),
         f"| RocksDB checkpoint | {t['checkpoint_seconds']} |",
-        "| vector index into the backup (a hard link to the saved file when it is current) "
+        "| vector index into the backup (its file saved unless current, then hard-linked) "
         f"| {t['vector_index_seconds']} |",
         f"| sha256 of every file ({r['backup_files']}) | {t['checksums_seconds']} |",
         f"| whole `POST /backup` | {r['backup_seconds']} |",

@@ -74,15 +74,15 @@ def test_a_backup_links_the_saved_vector_index_only_while_it_is_current(client, 
     linked = backed_up_index()
     assert linked.stat().st_ino == live.stat().st_ino  # the saved file, not written again
     engine.indexer.index.ef_search += 7  # what auto-tune does in place: the file is stale
-    written = backed_up_index()
-    assert written.stat().st_ino != live.stat().st_ino
-    assert VectorIndex.load(written).ef_search == engine.indexer.index.ef_search
+    resaved = backed_up_index()  # saved anew (atomically: a new file), then linked
+    assert resaved.stat().st_ino == live.stat().st_ino != linked.stat().st_ino
+    assert VectorIndex.load(resaved).ef_search == engine.indexer.index.ef_search
+    assert VectorIndex.load(linked).ef_search == engine.indexer.index.ef_search - 7
     client.post("/nodes", json={"nodes": [node("v:late", text="late")]})
-    wait_for_index(engine)  # a newer queue position: the file is stale again
-    assert backed_up_index().stat().st_ino != live.stat().st_ino
+    wait_for_index(engine)  # a newer queue position: stale again
+    assert backed_up_index().stat().st_ino not in (linked.stat().st_ino, resaved.stat().st_ino)
 
-    engine.indexer.save()  # the live file is replaced by a rename: the linked copy stays
-    assert VectorIndex.load(linked).seq < engine.indexer.index.seq
+    assert VectorIndex.load(linked).seq < engine.indexer.index.seq  # the first backup stays
     first = linked.parent.parent.name
     restored = client.post("/backup/restore", json={"backup_id": first})
     assert restored.status_code == 200, restored.text

@@ -244,18 +244,19 @@ class Indexer:
             self.store.trim_queue(floor)
 
     def copy_to(self, target: Path) -> None:
-        """Write the index as it is now to target (a backup; the caller holds the
-        pause lock). When the file the indexer last saved holds exactly this state, it
-        is hard-linked: saves are atomic renames, so the linked file never changes, and
-        serializing a 1,000,000-vector index again takes seconds."""
-        if self._saved_state is not None and self._saved_state == _state(self.index):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(self.path, target)
-                return
-            except OSError as error:  # another file system, or no links allowed there
-                log.info("vector index not linked into the backup (%s); saving it", error)
-        self.index.save(target)
+        """Put the index as it is now at target (a backup; the caller holds the pause
+        lock), as a hard link to the indexer's own file: saved first unless it already
+        holds exactly this state, which is the save the indexer would make anyway.
+        Saves are atomic renames, so a linked file never changes; a 1,000,000-vector
+        index takes seconds to write, a link nothing."""
+        if self._saved_state != _state(self.index):
+            self.save()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(self.path, target)
+        except OSError as error:  # another file system, or no links allowed there
+            log.info("vector index not linked into the backup (%s); writing a copy", error)
+            self.index.save(target)
 
     # -------------------------------------------------------------- recall
     def sample(self, vector: np.ndarray, found: list[str], k: int) -> None:
