@@ -61,34 +61,42 @@ def test_backup_change_restore_gives_back_exactly_the_data(client, engine, setti
     assert client.post("/integrity/check").json()["status"] == "ok"
 
 
-def test_a_backup_links_the_saved_vector_index_only_while_it_is_current(client, engine, settings):
+def test_a_backup_links_the_saved_vector_index_and_a_restore_catches_it_up(
+    client, engine, settings
+):
     client.post("/nodes", json={"nodes": [node(f"v:{i}", text=f"body {i}") for i in range(20)]})
     wait_for_index(engine)
     engine.indexer.save()
     live = Path(settings.vector.path) / "index.bin"
+    saved_seq = engine.indexer.index.seq
+    # changed after the save: only the queue in the checkpoint has these
+    client.post("/nodes", json={"nodes": [node("v:late", text="written after the save")]})
+    client.delete("/nodes/v:4")
+    wait_for_index(engine)
+    backup = client.post("/backup").json()
+    in_backup = Path(settings.backup.dir) / backup["backup_id"] / "vector" / "index.bin"
+    assert in_backup.stat().st_ino == live.stat().st_ino  # linked, not written again
+    manifest = json.loads((in_backup.parent.parent / "manifest.json").read_text())
+    assert manifest["index_seq"] == saved_seq < engine.indexer.index.seq
 
-    def backed_up_index() -> Path:
-        backup_id = client.post("/backup").json()["backup_id"]
-        return Path(settings.backup.dir) / backup_id / "vector" / "index.bin"
+    engine.indexer.save()  # a later save replaces the live file: the backup's stays
+    assert in_backup.stat().st_ino != live.stat().st_ino
+    assert VectorIndex.load(in_backup).seq == saved_seq
+    client.post("/nodes", json={"nodes": [node("v:after-backup", text="after")]})
 
-    linked = backed_up_index()
-    assert linked.stat().st_ino == live.stat().st_ino  # the saved file, not written again
-    engine.indexer.index.ef_search += 7  # what auto-tune does in place: the file is stale
-    resaved = backed_up_index()  # saved anew (atomically: a new file), then linked
-    assert resaved.stat().st_ino == live.stat().st_ino != linked.stat().st_ino
-    assert VectorIndex.load(resaved).ef_search == engine.indexer.index.ef_search
-    assert VectorIndex.load(linked).ef_search == engine.indexer.index.ef_search - 7
-    client.post("/nodes", json={"nodes": [node("v:late", text="late")]})
-    wait_for_index(engine)  # a newer queue position: stale again
-    assert backed_up_index().stat().st_ino not in (linked.stat().st_ino, resaved.stat().st_ino)
-
-    assert VectorIndex.load(linked).seq < engine.indexer.index.seq  # the first backup stays
-    first = linked.parent.parent.name
-    restored = client.post("/backup/restore", json={"backup_id": first})
+    restored = client.post("/backup/restore", json={"backup_id": backup["backup_id"]})
     assert restored.status_code == 200, restored.text
     wait_for_index(engine)
-    hits = client.get("/search", params={"q": "body 3", "mode": "vector", "k": 3}).json()
-    assert "v:3" in [hit["node"]["id"] for hit in hits["results"]]
+    assert engine.indexer.index.seq > saved_seq  # caught up from the checkpoint's queue
+
+    def vector_hits(query: str) -> list[str]:
+        answer = client.get("/search", params={"q": query, "mode": "vector", "k": 25}).json()
+        return [hit["node"]["id"] for hit in answer["results"]]
+
+    assert "v:late" in vector_hits("written after the save")
+    assert "v:4" not in vector_hits("body 4")
+    assert "v:after-backup" not in vector_hits("after")
+    assert client.post("/integrity/check").json()["status"] == "ok"
 
 
 def test_a_damaged_backup_is_refused_before_anything_is_replaced(client, settings):

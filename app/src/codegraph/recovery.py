@@ -23,7 +23,7 @@ from typing import Any
 from codegraph import __version__, metrics
 from codegraph.engine import Engine
 from codegraph.errors import InvalidInput
-from codegraph.store.backups import stage_restore, swap_in
+from codegraph.store.backups import link_or_copy, stage_restore, swap_in
 from codegraph.store.graph import GraphStore, iso
 
 log = logging.getLogger("codegraph.recovery")
@@ -35,19 +35,20 @@ def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
     backup_id, staging = backups.stage()
     asked = time.monotonic()
     try:
-        with engine.gate.use(), engine.indexer.pause_lock:
-            # The index is paused from before the checkpoint until it is saved, so
-            # it never includes a change the checkpoint lacks.
+        with engine.gate.use(), engine.indexer.saved_file() as (index_file, index_seq):
+            # The index as last saved, then the checkpoint: the queue entries the file
+            # lacks cannot be trimmed until both are taken, so the checkpoint holds
+            # them and a restored index catches up from them.
             started = time.monotonic()
+            (staging / "vector").mkdir()
+            link_or_copy(index_file, staging / "vector" / "index.bin")
+            linked = time.monotonic()
             with engine.write_lock:
                 created = time.time()
                 backups.checkpoint(engine.store.db, staging)
                 lsn = engine.oplog.last_lsn
                 counters = dict(engine.store.counters)
             checkpointed = time.monotonic()
-            index = engine.indexer.index
-            engine.indexer.copy_to(staging / "vector" / "index.bin")
-            index_saved = time.monotonic()
         info = {
             "created_at": iso(created),
             "created_ts": created,
@@ -55,7 +56,7 @@ def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
             "version": __version__,
             "profile": engine.settings.database.profile,
             "oplog_lsn": lsn,
-            "index_seq": index.seq,
+            "index_seq": index_seq,
             "nodes_total": counters["nodes_total"],
             "edges_total": counters["edges_total"],
         }
@@ -64,11 +65,12 @@ def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
         backups.discard(staging)
         raise
     timings = {
-        # the indexer holds its pause lock while it applies a chunk or saves the index
+        # a save of the index being published (its rename and queue trim), or the
+        # first save of a new index
         "waited_for_indexer_seconds": round(started - asked, 3),
-        "checkpoint_seconds": round(checkpointed - started, 3),
-        "vector_index_seconds": round(index_saved - checkpointed, 3),
-        "checksums_seconds": round(time.monotonic() - index_saved, 3),
+        "vector_index_seconds": round(linked - started, 3),
+        "checkpoint_seconds": round(checkpointed - linked, 3),
+        "checksums_seconds": round(time.monotonic() - checkpointed, 3),
     }
     metrics.BACKUP_LAST_SUCCESS.set(created)
     engine.oplog.prune()

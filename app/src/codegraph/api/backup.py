@@ -18,7 +18,7 @@ def create_backup(engine: EngineDep) -> dict:
         "created_at": manifest["created_at"],
         "nodes_total": manifest["nodes_total"],
         "files": len(manifest["files"]),
-        "timings": manifest["timings"],  # checkpoint, vector index, checksums (seconds)
+        "timings": manifest["timings"],  # wait, vector index, checkpoint, checksums (s)
     }
 
 

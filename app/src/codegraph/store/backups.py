@@ -141,7 +141,7 @@ class BackupStore:
 
 
 # ------------------------------------------------------------------- restore
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
     """Hard-link files RocksDB and the indexer never modify in place; copy the rest."""
     if source.suffix in (".sst", ".bin"):
         try:
@@ -162,7 +162,7 @@ def stage_restore(backup_path: Path, db_path: Path, index_path: Path) -> list[tu
     shutil.rmtree(db_staged, ignore_errors=True)
     db_staged.mkdir(parents=True)
     for file in (backup_path / "rocksdb").iterdir():
-        _link_or_copy(file, db_staged / file.name)
+        link_or_copy(file, db_staged / file.name)
     swaps = [
         (
             str(db_path),
@@ -175,7 +175,7 @@ def stage_restore(backup_path: Path, db_path: Path, index_path: Path) -> list[tu
         index_path.parent.mkdir(parents=True, exist_ok=True)
         index_staged = index_path.with_name(index_path.name + ".restoring")
         index_staged.unlink(missing_ok=True)
-        _link_or_copy(index_backup, index_staged)
+        link_or_copy(index_backup, index_staged)
         swaps.append(
             (
                 str(index_path),

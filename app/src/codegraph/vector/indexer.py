@@ -15,7 +15,8 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,8 @@ class Indexer:
         self._recall_samples: deque[tuple[np.ndarray, list[str], int]] = deque(maxlen=20)
         self._saved_seq = 0
         self._saved_at = time.monotonic()
-        self._saved_state: tuple | None = None  # (index, seq, efSearch) of the file at path
+        self._file_saved = False  # a readable index file at path
+        self._publish_lock = threading.Lock()  # a save's rename and queue trim, or a backup
         self._caught_up_at = time.monotonic()
         self._last_write = 0.0
         self.rebuild_status: dict[str, Any] = {"state": "idle"}
@@ -120,8 +122,7 @@ class Indexer:
             except Exception:
                 log.exception("vector index at %s is unreadable; rebuilding", self.path)
             else:
-                self._saved_seq = index.seq
-                self._saved_state = _state(index)
+                self._saved_seq, self._file_saved = index.seq, True
                 index.ef_search = wanted.efSearch
                 if replace(index.params, efSearch=wanted.efSearch) != wanted:
                     log.info("vector index parameters changed; rebuilding in the background")
@@ -235,28 +236,28 @@ class Indexer:
     def save(self) -> None:
         with self.pause_lock:
             index = self.index
-            index.save(self.path)
-            self._saved_seq, self._saved_at = index.seq, time.monotonic()
-            self._saved_state = _state(index)
+            written = self.path.with_name(self.path.name + ".next")
+            index.save(written)
             floor = (
                 index.seq if self._rebuild_floor is None else min(index.seq, self._rebuild_floor)
             )
-            self.store.trim_queue(floor)
+            with self._publish_lock:  # not while a backup holds the file it replaces
+                os.replace(written, self.path)
+                self._saved_seq, self._saved_at = index.seq, time.monotonic()
+                self._file_saved = True
+                self.store.trim_queue(floor)
 
-    def copy_to(self, target: Path) -> None:
-        """Put the index as it is now at target (a backup; the caller holds the pause
-        lock), as a hard link to the indexer's own file: saved first unless it already
-        holds exactly this state, which is the save the indexer would make anyway.
-        Saves are atomic renames, so a linked file never changes; a 1,000,000-vector
-        index takes seconds to write, a link nothing."""
-        if self._saved_state != _state(self.index):
+    @contextmanager
+    def saved_file(self) -> Iterator[tuple[Path, int]]:
+        """The index file as last saved and its queue position, for a backup. While the
+        caller holds them, the queue entries the file lacks are not trimmed, so a
+        checkpoint taken meanwhile holds them and a restore catches the index up. A
+        backup thus never writes the index (seconds at a million vectors) nor waits for
+        a save, unless no file was saved yet."""
+        if not self._file_saved:
             self.save()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(self.path, target)
-        except OSError as error:  # another file system, or no links allowed there
-            log.info("vector index not linked into the backup (%s); writing a copy", error)
-            self.index.save(target)
+        with self._publish_lock:
+            yield self.path, self._saved_seq
 
     # -------------------------------------------------------------- recall
     def sample(self, vector: np.ndarray, found: list[str], k: int) -> None:
@@ -362,9 +363,3 @@ class Indexer:
 
 class _Cancelled(Exception):
     pass
-
-
-def _state(index: VectorIndex) -> tuple:
-    """What makes two saves of an index identical: the object itself (compared by
-    identity), its queue position and its efSearch (auto-tune changes it in place)."""
-    return (index, index.seq, index.ef_search)
