@@ -158,7 +158,10 @@ def backup(r: dict) -> list[str]:
         f"Checkpoint goal <= 2 s: {_met(t['checkpoint_seconds'] <= 2)}; restore goal <= 10 s: "
         f"{_met(r['restore_seconds'] <= 10)}. RSS of the service at {r['nodes']:,} nodes, index "
         f"built: **{_mib(r['rss_bytes_at_1m_nodes'])}**. Ingest took {r['ingest_seconds']} s; the "
-        f"index had caught up after {r['index_built_after_seconds']} s.",
+        f"index had caught up after {r['index_built_after_seconds']} s. Right after the "
+        "restore, the restored index had "
+        f"{r['vector_index_lag_after_restore']['operations']:,} queued writes to catch up "
+        "on (the writes after its last save).",
         "",
         "The swap-and-reopen step is mostly loading the vector index. FAISS now reads its "
         "part of `index.bin` straight from the file; before, `faiss.deserialize_index` "

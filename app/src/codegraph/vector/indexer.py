@@ -169,14 +169,11 @@ class Indexer:
                     if not applied:
                         self._caught_up_at = time.monotonic()
                         break
+                    self._save_if_due()  # a long catch-up is saved as it goes, too
                     if time.monotonic() - self._last_write < WRITE_RECENT_SECONDS:
                         self._stop.wait((time.monotonic() - started) * WRITE_YIELD_FACTOR)
                 self._measure_recall()
-                if (
-                    self.index.seq != self._saved_seq
-                    and time.monotonic() - self._saved_at >= SAVE_INTERVAL_SECONDS
-                ):
-                    self.save()
+                self._save_if_due()
             except Exception:
                 log.exception("vector indexer failed; retrying")
                 self.on_error()
@@ -247,6 +244,13 @@ class Indexer:
                 self._file_saved = True
                 self.store.trim_queue(floor)
 
+    def _save_if_due(self) -> None:
+        if (
+            self.index.seq != self._saved_seq
+            and time.monotonic() - self._saved_at >= SAVE_INTERVAL_SECONDS
+        ):
+            self.save()
+
     @contextmanager
     def saved_file(self) -> Iterator[tuple[Path, int]]:
         """The index file as last saved and its queue position, for a backup. While the
@@ -255,7 +259,9 @@ class Indexer:
         backup thus never writes the index (seconds at a million vectors) nor waits for
         a save, unless no file was saved yet."""
         if not self._file_saved:
-            self.save()
+            with self.pause_lock:  # the indexer may be writing the first one
+                if not self._file_saved:
+                    self.save()
         with self._publish_lock:
             yield self.path, self._saved_seq
 
