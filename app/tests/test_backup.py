@@ -99,6 +99,15 @@ def test_a_backup_links_the_saved_vector_index_and_a_restore_catches_it_up(
     assert client.post("/integrity/check").json()["status"] == "ok"
 
 
+def test_the_first_backup_of_a_new_index_saves_it_once_and_links_it(client, settings):
+    client.post("/nodes", json={"nodes": [node("n:1", text="one")]})
+    live = Path(settings.vector.path) / "index.bin"
+    assert not live.exists()
+    backup_id = client.post("/backup").json()["backup_id"]
+    in_backup = Path(settings.backup.dir) / backup_id / "vector" / "index.bin"
+    assert in_backup.stat().st_ino == live.stat().st_ino
+
+
 def test_a_damaged_backup_is_refused_before_anything_is_replaced(client, settings):
     client.post("/nodes", json={"nodes": [node("d:1")]})
     backup_id = client.post("/backup").json()["backup_id"]
