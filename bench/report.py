@@ -171,8 +171,10 @@ def backup(r: dict) -> list[str]:
         "the checkpoint's queue, and a restored index catches up from them), so it "
         "neither writes the index nor waits for a save that is writing it. Before, it "
         "paused the indexer and wrote the index into every backup: 4.7 s of a 14.5 s "
-        "`POST /backup` in an earlier run, and in the run before this one 8.8 s waiting "
-        "for the indexer's periodic save of a 10.6 s one.",
+        "`POST /backup` in an earlier run, and 8.8 s of a 10.6 s one waiting for the "
+        "indexer's periodic save in another. The price: a restored index starts behind "
+        "by the writes after its last save (the backlog above; here the backup came "
+        "right after a bulk load, the worst case) and catches up in the background.",
     ]
 
 
