@@ -3,7 +3,8 @@
 Writes never wait for the index. Each node change puts an entry on the store's
 vector queue in the same atomic batch; this thread applies the queue to the
 index, saves the index now and then, and only then trims the queue, so a crash
-at any point is recovered by replaying the queue from the saved index's seq.
+at any point is recovered by replaying the queue from the saved index's seq. A
+backup links the saved file beside a checkpoint and is restored the same way.
 Rebuilds run beside it: queries keep using the old index until the new one has
 caught up and is swapped in.
 """
