@@ -128,8 +128,9 @@ class VectorIndex:
         }
 
     # --------------------------------------------------------- persistence
-    def save(self, path: str | Path) -> None:
-        """Write atomically (temp file, fsync, rename) so a crash leaves the old file.
+    def write(self, path: str | Path) -> None:
+        """Write to path and fsync; the caller renames it into place, so a crash
+        leaves the old file.
 
         Searches may go on meanwhile; the caller makes sure nothing is added
         (the indexer holds its pause lock).
@@ -146,13 +147,11 @@ class VectorIndex:
             }
         )
         blob = faiss.serialize_index(self.index)
-        temporary = path.with_name(path.name + ".tmp")
-        with open(temporary, "wb") as handle:
+        with open(path, "wb") as handle:
             handle.write(_MAGIC + _LENGTH.pack(len(meta)) + meta)
             blob.tofile(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
 
     @classmethod
     def load(cls, path: str | Path) -> VectorIndex:

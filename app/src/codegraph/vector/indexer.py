@@ -234,8 +234,8 @@ class Indexer:
     def save(self) -> None:
         with self.pause_lock:
             index = self.index
-            written = self.path.with_name(self.path.name + ".next")
-            index.save(written)
+            written = self.path.with_name(self.path.name + ".tmp")
+            index.write(written)
             floor = (
                 index.seq if self._rebuild_floor is None else min(index.seq, self._rebuild_floor)
             )
