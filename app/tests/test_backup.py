@@ -5,6 +5,7 @@ import math
 import time
 from pathlib import Path
 
+from codegraph.store import backups
 from codegraph.vector.index import VectorIndex
 from conftest import node, wait_for_index
 
@@ -106,6 +107,38 @@ def test_the_first_backup_of_a_new_index_saves_it_once_and_links_it(client, sett
     backup_id = client.post("/backup").json()["backup_id"]
     in_backup = Path(settings.backup.dir) / backup_id / "vector" / "index.bin"
     assert in_backup.stat().st_ino == live.stat().st_ino
+
+
+def test_a_backup_reuses_the_hashes_of_the_files_the_last_backup_linked(
+    client, settings, monkeypatch
+):
+    client.post("/nodes", json={"nodes": [node(f"h:{i}", text=f"body {i}") for i in range(30)]})
+    first = client.post("/backup").json()["backup_id"]
+    hashed: list[Path] = []
+    real_sha256 = backups.sha256_file
+
+    def counting_sha256(path: Path) -> str:
+        hashed.append(path)
+        return real_sha256(path)
+
+    monkeypatch.setattr(backups, "sha256_file", counting_sha256)
+    second = client.post("/backup").json()["backup_id"]
+    root = Path(settings.backup.dir)
+    files = json.loads((root / second / "manifest.json").read_text())["files"]
+    linked = {  # the SST files and the index, both hard links to the live ones
+        name
+        for name in files
+        if name.endswith(backups.IMMUTABLE_SUFFIXES)
+        and (root / first / name).exists()
+        and (root / first / name).samefile(root / second / name)
+    }
+    assert "vector/index.bin" in linked and any(name.endswith(".sst") for name in linked)
+    assert not linked & {str(path.relative_to(root / f".staging-{second}")) for path in hashed}
+    assert {name for name in files if name not in linked} <= {
+        str(path.relative_to(root / f".staging-{second}")) for path in hashed
+    }
+    for name, entry in files.items():  # a reused hash is still the file's hash
+        assert entry["sha256"] == real_sha256(root / second / name), name
 
 
 def test_a_damaged_backup_is_refused_before_anything_is_replaced(client, settings):

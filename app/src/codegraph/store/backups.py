@@ -27,6 +27,9 @@ from codegraph.errors import IntegrityError, InvalidInput, NotFound
 MANIFEST = "manifest.json"
 _BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 KEEP_REPLACED = 3  # data directories set aside by restores that are kept
+# RocksDB's SST files and the saved vector index are written once and never changed
+# in place: safe to hard-link, and a linked file keeps its hash.
+IMMUTABLE_SUFFIXES = (".sst", ".bin")
 
 
 def sha256_file(path: Path) -> str:
@@ -75,11 +78,13 @@ class BackupStore:
 
     def seal(self, backup_id: str, staging: Path, info: dict[str, Any]) -> dict[str, Any]:
         """Checksum every staged file, write the manifest, publish the backup."""
+        known = self._known_hashes()
         files = {}
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            stat = path.stat()
             files[str(path.relative_to(staging))] = {
-                "sha256": sha256_file(path),
-                "size": path.stat().st_size,
+                "sha256": known.get((stat.st_dev, stat.st_ino)) or sha256_file(path),
+                "size": stat.st_size,
             }
         manifest = {"backup_id": backup_id, **info, "files": files}
         manifest_path = staging / MANIFEST
@@ -92,6 +97,30 @@ class BackupStore:
         _fsync_dir(self.dir)
         self.prune()
         return manifest
+
+    def _known_hashes(self) -> dict[tuple[int, int], str]:
+        """The sha256 of each immutable file of the newest backup, by inode.
+
+        A checkpoint hard-links the live SST files and a backup links the saved
+        vector index; neither is ever modified in place, so a file that is the very
+        inode the last backup hashed has that hash, and at 1M nodes not reading it
+        again saves about a second a backup. (A restore still reads every byte.)
+        """
+        backups = self.list()
+        if not backups:
+            return {}
+        newest = self.dir / backups[-1]["backup_id"]
+        known = {}
+        for name, entry in self.manifest(backups[-1]["backup_id"])["files"].items():
+            path = newest / name
+            if path.suffix in IMMUTABLE_SUFFIXES:
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                if stat.st_size == entry["size"]:
+                    known[(stat.st_dev, stat.st_ino)] = entry["sha256"]
+        return known
 
     def discard(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
@@ -143,7 +172,7 @@ class BackupStore:
 # ------------------------------------------------------------------- restore
 def link_or_copy(source: Path, target: Path) -> None:
     """Hard-link files RocksDB and the indexer never modify in place; copy the rest."""
-    if source.suffix in (".sst", ".bin"):
+    if source.suffix in IMMUTABLE_SUFFIXES:
         try:
             os.link(source, target)
             return
