@@ -57,6 +57,21 @@ def ingest(r: dict) -> list[str]:
             if r["api_nodes_per_second"] >= 50_000
             else [
                 "",
+                "The CPU it takes: the server used "
+                f"{r['server_cpu_ms_per_1000_nodes']} ms of CPU per 1,000 nodes "
+                f"({r['server_cores_busy']} cores busy on average, the vector indexer "
+                f"included), the load generator {r['client_cpu_ms_per_1000_nodes']} ms. "
+                f"With all {r['cores']} cores of this machine busy and that work shared "
+                "perfectly among them, the ceiling would be "
+                f"**{r['all_cores_ceiling_nodes_per_second']:,} nodes/s** (an upper bound: "
+                "the indexer's backlog at the end is CPU not yet counted). "
+                + (
+                    "So no arrangement of this server's work reaches the goal on this "
+                    "machine; only less work per node would."
+                    if r["all_cores_ceiling_nodes_per_second"] < 50_000
+                    else "So the goal is within reach here only by using every core."
+                ),
+                "",
                 "Why it misses 50,000/s: one process owns the database (RocksDB allows one "
                 "writer), and rocksdict holds Python's GIL for the whole RocksDB write, "
                 "fsync included (measured: a pure-Python loop runs at about half speed "

@@ -117,6 +117,25 @@ def test_codegraph_switch_passes_shellcheck_and_refuses_what_it_cannot_do(host, 
     assert host.file(f"{BASE}/current").linked_to == f"{BASE}/releases/1.0.0"
 
 
+def test_codegraph_auth_header_prints_the_key_as_a_header_and_only_that(host, tmp_path, api_key):
+    helper = host.file(f"{BASE}/bin/codegraph-auth-header")
+    assert (helper.user, helper.mode) == ("root", 0o755)
+    script = tmp_path / "codegraph-auth-header"
+    script.write_text(helper.content_string)
+    lint = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, check=False)
+    assert lint.returncode == 0, lint.stdout
+
+    header = host.run(f"{BASE}/bin/codegraph-auth-header")
+    assert header.rc == 0 and header.stdout == f"Authorization: Bearer {api_key}\n"
+    stats = host.run(
+        f"{BASE}/bin/codegraph-auth-header | curl -sf -H @- https://localhost:8080/stats"
+    )
+    assert stats.rc == 0 and "total_nodes" in json.loads(stats.stdout)
+    no_key = host.run(f"{BASE}/bin/codegraph-auth-header /etc/hostname")
+    assert no_key.rc == 1 and no_key.stdout == ""
+    assert "no CODEGRAPH_API_KEY in /etc/hostname" in no_key.stderr
+
+
 def test_systemd_hardening(host):
     wanted = {
         "User": "codegraph",
