@@ -36,6 +36,7 @@ def test_index_stats_and_performance(client, engine):
     assert stats["index_type"] == "HNSW" and stats["dimension"] == DIMENSION
     assert (stats["M"], stats["efConstruction"], stats["efSearch"]) == (16, 200, 100)
     assert stats["vectors_live"] == 300 and stats["lag"]["operations"] == 0
+    assert stats["indexer_cpu_seconds"] > 0  # embedding and adding 300 vectors
     for _ in range(120):
         client.post("/search", json={"embedding": [1.0] * DIMENSION, "mode": "vector"})
     time.sleep(1.2)  # recall samples are measured by the indexer thread

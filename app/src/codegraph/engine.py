@@ -372,6 +372,7 @@ class Engine:
         return {
             **self.indexer.index.stats(),
             "lag": self.indexer.lag(),
+            "indexer_cpu_seconds": self.indexer.cpu_seconds(),
             "configured": self.indexer.configured.__dict__,
             "rebuild": self.indexer.rebuild_status,
         }

@@ -225,6 +225,18 @@ class Indexer:
         if rows:
             index.upsert(ids, versions, np.vstack(rows))
 
+    def cpu_seconds(self) -> float:
+        """CPU time the background indexer thread has used since the store was opened
+        (rebuilds run in threads of their own and are not counted)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return 0.0
+        try:  # nanoseconds on a CPU come first (stat's ticks are too coarse)
+            with open(f"/proc/self/task/{thread.native_id}/schedstat") as handle:
+                return round(int(handle.read().split()[0]) / 1e9, 3)
+        except OSError:  # it ended just now
+            return 0.0
+
     def lag(self) -> dict[str, float]:
         pending = max(self.store.counters["vq_seq"] - self.index.seq, 0)
         seconds = 0.0 if pending == 0 else time.monotonic() - self._caught_up_at
