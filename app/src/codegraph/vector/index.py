@@ -106,11 +106,14 @@ class VectorIndex:
             if exact and self.params.index_type == "HNSW":
                 target = faiss.downcast_index(self.index.storage)
             scores, labels = target.search(vector.reshape(1, -1), k, params=params)
-            found = []
-            for score, label in zip(scores[0], labels[0], strict=True):
-                if label >= 0 and self.ids[label] is not None:
-                    found.append((self.ids[label], float(score), self.versions[label]))
-            return found
+            ids, versions = self.ids, self.versions
+            # plain Python numbers: indexing and comparing numpy scalars costs more
+            # than the rest of this loop
+            return [
+                (ids[label], score, versions[label])
+                for score, label in zip(scores[0].tolist(), labels[0].tolist(), strict=True)
+                if label >= 0 and ids[label] is not None
+            ]
 
     # --------------------------------------------------------------- stats
     def stats(self) -> dict:
