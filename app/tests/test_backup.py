@@ -132,11 +132,10 @@ def test_a_backup_reuses_the_hashes_of_the_files_the_last_backup_linked(
         and (root / first / name).exists()
         and (root / first / name).samefile(root / second / name)
     }
+    hashed_names = {str(path.relative_to(root / f".staging-{second}")) for path in hashed}
     assert "vector/index.bin" in linked and any(name.endswith(".sst") for name in linked)
-    assert not linked & {str(path.relative_to(root / f".staging-{second}")) for path in hashed}
-    assert {name for name in files if name not in linked} <= {
-        str(path.relative_to(root / f".staging-{second}")) for path in hashed
-    }
+    assert not linked & hashed_names
+    assert {name for name in files if name not in linked} <= hashed_names
     for name, entry in files.items():  # a reused hash is still the file's hash
         assert entry["sha256"] == real_sha256(root / second / name), name
 

@@ -100,14 +100,18 @@ def test_release_layout(host):
     assert not host.file(f"{BASE}/releases/.incoming").exists
 
 
-def test_codegraph_switch_passes_shellcheck_and_refuses_what_it_cannot_do(host, tmp_path):
-    switch = host.file(f"{BASE}/bin/codegraph-switch")
-    assert (switch.user, switch.mode) == ("root", 0o750)
-    script = tmp_path / "codegraph-switch"
-    script.write_text(switch.content_string)
+def _assert_installed_and_shellcheck_clean(host, tmp_path, name: str, mode: int) -> None:
+    """A script of BASE/bin, owned by root with this mode, as shellcheck sees it."""
+    installed = host.file(f"{BASE}/bin/{name}")
+    assert (installed.user, installed.mode) == ("root", mode)
+    script = tmp_path / name
+    script.write_text(installed.content_string)
     lint = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, check=False)
     assert lint.returncode == 0, lint.stdout
 
+
+def test_codegraph_switch_passes_shellcheck_and_refuses_what_it_cannot_do(host, tmp_path):
+    _assert_installed_and_shellcheck_clean(host, tmp_path, "codegraph-switch", 0o750)
     served = host.run(f"{BASE}/bin/codegraph-switch 1.0.0")  # what it already serves
     assert served.rc == 0 and json.loads(served.stdout)["changed"] is False
     missing = host.run(f"{BASE}/bin/codegraph-switch --backup 9.9.9")
@@ -118,13 +122,7 @@ def test_codegraph_switch_passes_shellcheck_and_refuses_what_it_cannot_do(host, 
 
 
 def test_codegraph_auth_header_prints_the_key_as_a_header_and_only_that(host, tmp_path, api_key):
-    helper = host.file(f"{BASE}/bin/codegraph-auth-header")
-    assert (helper.user, helper.mode) == ("root", 0o755)
-    script = tmp_path / "codegraph-auth-header"
-    script.write_text(helper.content_string)
-    lint = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, check=False)
-    assert lint.returncode == 0, lint.stdout
-
+    _assert_installed_and_shellcheck_clean(host, tmp_path, "codegraph-auth-header", 0o755)
     header = host.run(f"{BASE}/bin/codegraph-auth-header")
     assert header.rc == 0 and header.stdout == f"Authorization: Bearer {api_key}\n"
     stats = host.run(
