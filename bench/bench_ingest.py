@@ -56,10 +56,10 @@ def through_api(payloads: list[bytes]) -> dict:
                     if response.status_code != 200:
                         failures.append(response.text)
 
-        started = time.perf_counter()
         with server.client() as http:
             indexer_cpu = http.get("/vector/index/stats").json()["indexer_cpu_seconds"]
         server_cpu, client_cpu = cpu_seconds(server.process.pid), _own_cpu_seconds()
+        started = time.perf_counter()
         threads = [threading.Thread(target=worker) for _ in range(2)]
         for thread in threads:
             thread.start()
