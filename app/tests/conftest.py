@@ -51,7 +51,7 @@ def config_for(root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return parse_settings(config_for(tmp_path))
+    return parse_settings(config_for(tmp_path, server={"max_request_bytes": 1 << 20}))
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 @pytest.fixture
 def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
-    app = create_app(engine, ApiKeys(settings.auth.keys_file), max_request_bytes=1 << 20)
+    app = create_app(engine, ApiKeys(settings.auth.keys_file))
     with TestClient(app, headers=AUTH) as test_client:
         yield test_client
 

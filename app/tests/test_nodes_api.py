@@ -205,7 +205,8 @@ def test_batch_past_the_limits_is_413(engine, settings):
     from codegraph.auth import ApiKeys
 
     engine.settings.server.max_batch_nodes = 5
-    app = create_app(engine, ApiKeys(settings.auth.keys_file), max_request_bytes=4096)
+    engine.settings.server.max_request_bytes = 4096
+    app = create_app(engine, ApiKeys(settings.auth.keys_file))
     with TestClient(app, headers=AUTH) as small:
         too_many = small.post("/nodes", json={"nodes": [node(f"n{i}") for i in range(6)]})
         assert too_many.status_code == 413 and "max_batch_nodes" in too_many.text

@@ -174,12 +174,17 @@ class Engine:
                 metrics.NODES_WRITTEN.labels(operation=operation).inc(plan.result[operation])
         return plan.result
 
-    def _check_nodes(self, nodes: list[dict[str, Any]]) -> None:
-        limit = self.settings.server.max_batch_nodes
-        if len(nodes) > limit:
-            raise TooLarge(
-                f"{len(nodes)} nodes in one request; the limit is {limit} (server.max_batch_nodes)"
-            )
+    def _check_nodes(self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]] = ()) -> None:
+        server = self.settings.server
+        for items, limit, name in (
+            (nodes, server.max_batch_nodes, "nodes"),
+            (edges, server.max_batch_edges, "edges"),
+        ):
+            if len(items) > limit:
+                raise TooLarge(
+                    f"{len(items)} {name} in one request; the limit is {limit} "
+                    f"(server.max_batch_{name})"
+                )
         dimension = self.settings.vector.dimension
         for node in nodes:
             embedding = node.get("embedding")
@@ -195,7 +200,7 @@ class Engine:
                 )
 
     def upsert(self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> dict[str, Any]:
-        self._check_nodes(nodes)
+        self._check_nodes(nodes, edges)
         return self._mutate({"op": "upsert", "nodes": nodes, "edges": edges})
 
     def patch_node(self, node_id: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -237,7 +242,10 @@ class Engine:
             if record is None:
                 raise NotFound(f"no node with id {node_id!r}")
             if include_embedding:
-                record["embedding"] = self.embedding_of(record).tolist()
+                vector = self.embedding_of(record)
+                # null for a vector stored before embeddings were checked (infinite
+                # values): /integrity/check reports it
+                record["embedding"] = vector.tolist() if np.isfinite(vector).all() else None
         self.reads += 1
         return record
 

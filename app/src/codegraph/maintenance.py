@@ -16,6 +16,7 @@ from codegraph.errors import InvalidInput
 from codegraph.store.figures import rocksdb_figures
 from codegraph.store.graph import COLUMN_FAMILIES, iso, queued_ids
 from codegraph.store.graph import entries as store_entries
+from codegraph.vector.embed import embedding_problem
 
 MAX_REPORTED_PROBLEMS = 1000
 EF_CANDIDATES = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -147,13 +148,18 @@ def _cross_check(
                 in_kind_index.add(node_id)
         for node_id in nodes.keys() - in_kind_index:
             report.add("node_not_in_lookup", f"node {node_id!r} missing from the kind index")
+    unusable: set[bytes] = set()  # reported as bad embeddings, not again as not indexed
     if "embeddings" in scanned:
         checked["embeddings"] = len(scanned["embeddings"])
         for key, value in scanned["embeddings"]:
             if key not in nodes:
                 report.add("embedding_without_node", f"embedding of {key!r}")
             elif len(value) != 4 * dimension:
+                unusable.add(key)
                 report.add("bad_embedding", f"embedding of {key!r} has {len(value) // 4} values")
+            elif problem := embedding_problem(np.frombuffer(value, dtype=np.float32)):
+                unusable.add(key)
+                report.add("bad_embedding", f"{key!r}: {problem} (stored before checks existed)")
     if "default" in scanned:
         pending = {
             node_id
@@ -166,7 +172,11 @@ def _cross_check(
                 report.add("index_entry_without_node", f"vector index has {node_id!r}")
         if not rebuilding:
             for key, version in nodes.items():
-                if indexed.get(key.decode()) != version and key not in pending:
+                if (
+                    indexed.get(key.decode()) != version
+                    and key not in pending
+                    and key not in unusable
+                ):
                     report.add("node_not_indexed", f"node {key!r} (version {version})")
         checked["vector_index_entries"] = len(indexed)
     return checked

@@ -32,6 +32,12 @@ HTTP_DURATION = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10, 30),
 )
 HTTP_CONCURRENT = Gauge("http_requests_concurrent", "HTTP requests being answered right now.")
+HTTP_REFUSED = Counter(
+    "codegraph_http_connections_refused_total",
+    "Connections answered and closed by the server's limits before a request was read "
+    "whole: headers too large, headers or body too slow.",
+    ["reason"],
+)
 
 # --- business and performance metrics -----------------------------------------
 SEARCH_QUERIES = Counter("codegraph_search_queries_total", "Search queries, by mode.", ["mode"])

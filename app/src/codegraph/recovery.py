@@ -94,7 +94,12 @@ def parse_recovery_time(text: str) -> float:
         raise InvalidInput(
             f"recovery_time {text!r} is not of the form 'YYYY-MM-DD HH:MM:SS'"
         ) from None
-    return moment.astimezone().timestamp()
+    try:
+        return moment.astimezone().timestamp()
+    except (OverflowError, OSError, ValueError):  # year 1 or 9999 shifted past the calendar
+        raise InvalidInput(
+            f"recovery_time {text!r} is outside the range of times this host can represent"
+        ) from None
 
 
 def point_in_time(engine: Engine, recovery_time: str) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 Compression = Literal["none", "snappy", "lz4", "lz4hc", "zstd", "zlib", "bz2"]
@@ -87,7 +88,21 @@ class ServerSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     access_log: bool = False
     max_request_bytes: int = Field(64 * MiB, ge=1024)
+    # JSON values (numbers, strings, objects, ...) one request body may hold: counted
+    # before the body is parsed, so a small body cannot become gigabytes of objects.
+    max_request_values: int = Field(4_000_000, ge=1000)
     max_batch_nodes: int = Field(10_000, ge=1)
+    max_batch_edges: int = Field(100_000, ge=1)
+    # What a client may send before it is answered (see codegraph.api.server).
+    max_header_bytes: int = Field(32 * KiB, ge=1 * KiB, le=1 * MiB)
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    tls_handshake_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    keepalive_timeout_seconds: int = Field(5, ge=1, le=3600)
+    # POST /parse runs in a separate process, limited in time and memory.
+    parse_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    parse_memory_bytes: int = Field(1 * GiB, ge=128 * MiB)
+    max_parse_bytes: int = Field(16 * MiB, ge=1 * KiB)
 
     @model_validator(mode="after")
     def _check(self) -> ServerSettings:

@@ -9,20 +9,26 @@ from codegraph.api import backup, errors, nodes, operations, parse, search, syst
 from codegraph.api.middleware import OPEN_PATHS, ServiceMiddleware
 from codegraph.auth import ApiKeys
 from codegraph.engine import Engine
+from codegraph.parse.worker import ParseWorker
 
 DESCRIPTION = """A code-graph store: nodes (files, modules, classes, functions) and
 typed edges in RocksDB, with HNSW similarity search. Every endpoint but
 `/health` needs `Authorization: Bearer <API key>`."""
 
 
-def create_app(engine: Engine, keys: ApiKeys, *, max_request_bytes: int) -> FastAPI:
+def create_app(engine: Engine, keys: ApiKeys) -> FastAPI:
+    """The API of engine; its limits come from the engine's [server] settings."""
     app = FastAPI(title="CodeGraph", version=__version__, description=DESCRIPTION)
     app.state.engine = engine
     app.state.keys = keys
+    server = engine.settings.server
+    app.state.parse_worker = ParseWorker(
+        timeout=server.parse_timeout_seconds, memory_bytes=server.parse_memory_bytes
+    )
     for module in (system, nodes, search, parse, vector, backup, operations):
         app.include_router(module.router)
     errors.install(app)
-    app.add_middleware(ServiceMiddleware, keys=keys, max_request_bytes=max_request_bytes)
+    app.add_middleware(ServiceMiddleware, keys=keys, max_request_bytes=server.max_request_bytes)
     _declare_bearer_auth(app)
     return app
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -17,6 +18,7 @@ from pydantic import (
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from codegraph.store.graph import EDGE_TYPES
+from codegraph.vector.embed import embedding_problem
 
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 NodeId = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=_PRINTABLE)]
@@ -29,9 +31,36 @@ Language = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_+#-]{0,31}$"
 Line = Annotated[int, Field(ge=1)]
 Text = Annotated[str, StringConstraints(max_length=1_048_576)]
 Docstring = Annotated[str, StringConstraints(max_length=65_536)]
+MAX_ATTRIBUTE_DEPTH = 32  # nesting of a node's attributes; JSON writers stop near 255
+
+
+def _storable_embedding(values: list[float]) -> list[float]:
+    problem = embedding_problem(values)
+    if problem:
+        raise ValueError(problem)
+    return values
+
+
+def _shallow_attributes(value: Any) -> Any:
+    """Refuse deep nesting before it is validated (and recursed into) value by value."""
+    level, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > MAX_ATTRIBUTE_DEPTH:
+            raise ValueError(f"attributes are nested deeper than {MAX_ATTRIBUTE_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+    return value
+
+
 Embedding = Annotated[
-    list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=1, max_length=4096)
+    list[Annotated[float, Field(allow_inf_nan=False)]],
+    Field(min_length=1, max_length=4096),
+    AfterValidator(_storable_embedding),
 ]
+Attributes = Annotated[dict[str, JsonValue], BeforeValidator(_shallow_attributes)]
 # The node-route suffixes: an id must not end with one, or its URL would be ambiguous.
 _RESERVED_SUFFIXES = ("/edges", "/neighbors")
 
@@ -64,7 +93,7 @@ class NodeIn(TypedDict):
     end_line: NotRequired[Line | None]
     text: NotRequired[Text | None]
     docstring: NotRequired[Docstring | None]
-    attributes: NotRequired[dict[str, JsonValue]]
+    attributes: NotRequired[Attributes]
     embedding: NotRequired[Embedding | None]
 
 
@@ -78,7 +107,7 @@ class NodePatch(_Body):
     end_line: Line | None = None
     text: Text | None = None
     docstring: Docstring | None = None
-    attributes: dict[str, JsonValue] | None = None
+    attributes: Attributes | None = None
     embedding: Embedding | None = None
 
     @model_validator(mode="after")
@@ -104,7 +133,7 @@ class EdgeIn(TypedDict):
     source: NodeId
     target: NodeId
     type: EdgeType
-    attributes: NotRequired[dict[str, JsonValue]]
+    attributes: NotRequired[Attributes]
 
 
 @with_config(ConfigDict(extra="forbid"))

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from codegraph.api.deps import EngineDep
+from codegraph.api.limits import BatchLimits
 from codegraph.api.models import (
     EdgeDeleteRequest,
     EdgesRequest,
@@ -21,7 +22,11 @@ Direction = Literal["out", "in", "both"]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
-@router.post("/nodes", summary="Create or replace nodes (and edges), atomically")
+@router.post(
+    "/nodes",
+    summary="Create or replace nodes (and edges), atomically",
+    dependencies=[BatchLimits],
+)
 def upsert_nodes(payload: UpsertRequest, engine: EngineDep) -> dict:
     return engine.upsert(payload.get("nodes", []), payload.get("edges", []))
 
@@ -83,11 +88,11 @@ def delete_node(node_id: str, engine: EngineDep) -> dict:
     return engine.delete_node(node_id)
 
 
-@router.post("/edges", summary="Create or replace edges")
+@router.post("/edges", summary="Create or replace edges", dependencies=[BatchLimits])
 def put_edges(payload: EdgesRequest, engine: EngineDep) -> dict:
     return engine.put_edges(payload.edges)
 
 
-@router.post("/edges/delete", summary="Delete edges")
+@router.post("/edges/delete", summary="Delete edges", dependencies=[BatchLimits])
 def delete_edges(payload: EdgeDeleteRequest, engine: EngineDep) -> dict:
     return engine.delete_edges([edge.model_dump() for edge in payload.edges])

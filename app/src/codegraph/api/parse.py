@@ -1,17 +1,42 @@
 """Parsing source files into the graph."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from pydantic import TypeAdapter, ValidationError
 
 from codegraph.api.deps import EngineDep
-from codegraph.api.models import ParseRequest
+from codegraph.api.models import NodeIn, ParseRequest
 from codegraph.api.routing import OrjsonRoute
+from codegraph.errors import InvalidInput
 from codegraph.parse import parse_files
 
 router = APIRouter(tags=["parse"], route_class=OrjsonRoute)
+_NODES = TypeAdapter(list[NodeIn])
+
+
+def _check_nodes(nodes: list[dict]) -> None:
+    """Parsed nodes follow the rules of POST /nodes (a path ending in /edges, or one too
+    long, makes an id no GET could reach): the first one that does not is named."""
+    try:
+        _NODES.validate_python(nodes)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        index, *field = problem["loc"]
+        bad = nodes[index]
+        where = f"{bad['path']}: " if bad.get("path") else ""
+        raise InvalidInput(
+            f"{where}{bad['kind']} {bad['name']!r} would be stored as node "
+            f"{bad['id'][:600]!r}, whose {'.'.join(map(str, field))} breaks a rule of "
+            f"POST /nodes: {problem['msg']}"
+        ) from None
 
 
 @router.post("/parse", summary="Parse source files into nodes and edges (and store them)")
-def parse(payload: ParseRequest, engine: EngineDep) -> dict:
-    nodes, edges = parse_files([file.model_dump() for file in payload.files])
+def parse(payload: ParseRequest, engine: EngineDep, request: Request) -> dict:
+    nodes, edges = parse_files(
+        [file.model_dump() for file in payload.files],
+        request.app.state.parse_worker,
+        max_bytes=engine.settings.server.max_parse_bytes,
+    )
+    _check_nodes(nodes)
     stored = engine.upsert(nodes, edges) if payload.store else None
     return {"files": len(payload.files), "nodes": nodes, "edges": edges, "stored": stored}

@@ -8,56 +8,23 @@ service is ready (Type=notify), so `systemctl start` returns once it serves.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import sys
-from collections.abc import Callable
 
 import uvicorn
-from prometheus_client import start_http_server
+from prometheus_client import make_asgi_app
 
 from codegraph import __version__, metrics
 from codegraph.api.app import create_app
+from codegraph.api.server import HttpLimits, Listener, Server, protocol_class
 from codegraph.auth import ApiKeys
 from codegraph.cli import base_parser, settings_or_none
 from codegraph.engine import Engine
 from codegraph.errors import DatabaseInUse
 from codegraph.logs import set_level, setup_logging
-from codegraph.settings import ConfigError, Settings, load_settings
+from codegraph.settings import ConfigError, ServerSettings, Settings, load_settings
 
 log = logging.getLogger("codegraph.server")
-
-
-def notify_systemd(state: str) -> None:
-    """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(address)
-        sock.sendall(state.encode())
-
-
-class Server(uvicorn.Server):
-    """uvicorn's server, telling systemd about readiness and closing the engine on the
-    way out (uvicorn re-raises SIGTERM after shutdown, so nothing runs after that)."""
-
-    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
-        super().__init__(config)
-        self.on_shutdown = on_shutdown
-
-    async def startup(self, sockets: list | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            notify_systemd("READY=1")
-
-    async def shutdown(self, sockets: list | None = None) -> None:
-        notify_systemd("STOPPING=1")
-        await super().shutdown(sockets)
-        self.on_shutdown()
 
 
 def _reloader(config_path: str, keys: ApiKeys, contexts: list):
@@ -82,6 +49,26 @@ def _reloader(config_path: str, keys: ApiKeys, contexts: list):
     return reload
 
 
+def _uvicorn_config(
+    app: object, server: ServerSettings, limits: HttpLimits, *, access_log: bool
+) -> uvicorn.Config:
+    config = uvicorn.Config(
+        app,
+        ssl_certfile=server.tls_cert or None,
+        ssl_keyfile=server.tls_key or None,
+        log_config=None,
+        access_log=access_log,
+        server_header=False,
+        loop="uvloop",
+        http=protocol_class(limits),
+        lifespan="off",
+        timeout_keep_alive=server.keepalive_timeout_seconds,
+        timeout_graceful_shutdown=15,
+    )
+    config.load()
+    return config
+
+
 def serve(config_path: str, settings: Settings) -> int:
     setup_logging(settings.server.log_level, settings.server.log_file)
     server_settings = settings.server
@@ -96,33 +83,18 @@ def serve(config_path: str, settings: Settings) -> int:
         return 3
     try:
         metrics.watch(engine.figures)
-        tls = (
-            {"certfile": server_settings.tls_cert, "keyfile": server_settings.tls_key}
-            if server_settings.tls
-            else {}
-        )
-        metrics_server, _ = start_http_server(
-            server_settings.metrics_port, server_settings.host, **tls
-        )
         if server_settings.tls:
             metrics.TLS_CERT_EXPIRY.set(metrics.certificate_expiry(server_settings.tls_cert))
-        app = create_app(engine, keys, max_request_bytes=server_settings.max_request_bytes)
-        config = uvicorn.Config(
-            app,
-            host=server_settings.host,
-            port=server_settings.port,
-            ssl_certfile=server_settings.tls_cert or None,
-            ssl_keyfile=server_settings.tls_key or None,
-            log_config=None,
-            access_log=server_settings.access_log,
-            server_header=False,
-            loop="uvloop",
-            http="httptools",
-            lifespan="off",
-            timeout_graceful_shutdown=15,
+        limits = HttpLimits(
+            max_header_bytes=server_settings.max_header_bytes,
+            header_timeout=server_settings.header_timeout_seconds,
+            body_timeout=server_settings.body_timeout_seconds,
+            tls_handshake_timeout=server_settings.tls_handshake_timeout_seconds,
         )
-        config.load()
-        contexts = [c for c in (config.ssl, getattr(metrics_server.socket, "context", None)) if c]
+        app = create_app(engine, keys)
+        api = _uvicorn_config(app, server_settings, limits, access_log=server_settings.access_log)
+        scrape = _uvicorn_config(make_asgi_app(), server_settings, limits, access_log=False)
+        contexts = [context for context in (api.ssl, scrape.ssl) if context]
         signal.signal(signal.SIGHUP, _reloader(config_path, keys, contexts))
         scheme = "https" if server_settings.tls else "http"
         log.info(
@@ -136,11 +108,14 @@ def serve(config_path: str, settings: Settings) -> int:
         )
 
         def close() -> None:
-            metrics_server.shutdown()
             engine.close()
             log.info("stopped")
 
-        Server(config, on_shutdown=close).run()
+        listeners = [
+            Listener(api, server_settings.host, server_settings.port),
+            Listener(scrape, server_settings.host, server_settings.metrics_port),
+        ]
+        Server(listeners, limits, on_shutdown=close).run()
     except BaseException:
         if engine.gate.closed_for is None:
             engine.close()

@@ -9,10 +9,16 @@ inherits edges when the name resolves to something defined in the same batch.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from codegraph.errors import InvalidInput
+
+MAX_TEXT_CHARS = 1_048_576  # a node's text, as POST /nodes allows; longer is cut there
+# Lines as the parser counts them (only \r\n, \r and \n end a line; str.splitlines
+# also splits at form feeds and other separators).
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
 
 def module_name(path: str) -> str:
@@ -43,6 +49,7 @@ class _FileParser:
     def __init__(self, path: str, source: str) -> None:
         self.path = path
         self.source = source
+        self.lines = _LINE.findall(source)
         self.module = module_name(path)
         self.nodes: list[dict[str, Any]] = []
         self.edges: list[dict[str, Any]] = []
@@ -53,8 +60,11 @@ class _FileParser:
         try:
             tree = ast.parse(self.source, filename=self.path)
         except SyntaxError as error:
+            where = f" at line {error.lineno}" if error.lineno else ""
+            raise InvalidInput(f"{self.path}: Python syntax error{where}: {error.msg}") from None
+        except (RecursionError, MemoryError):  # the parser's own stack and nesting limits
             raise InvalidInput(
-                f"{self.path}: Python syntax error at line {error.lineno}: {error.msg}"
+                f"{self.path}: nested too deeply (or too large) for the Python parser"
             ) from None
         file_id = f"file:{self.path}"
         self.nodes.append(
@@ -66,7 +76,7 @@ class _FileParser:
                 "path": self.path,
                 "language": "python",
                 "start_line": 1,
-                "end_line": max(len(self.source.splitlines()), 1),
+                "end_line": max(len(self.lines), 1),
                 "docstring": ast.get_docstring(tree),
                 "text": None,
                 "attributes": {},
@@ -74,6 +84,25 @@ class _FileParser:
         )
         self._imports(tree, file_id)
         self._body(tree.body, file_id, prefix="", owner_class=None)
+
+    def _segment(self, node: ast.stmt) -> str:
+        """What ast.get_source_segment gives, from lines split once (it splits the
+        whole source again on every call: quadratic in a file's definitions), cut at
+        MAX_TEXT_CHARS. Column offsets are in UTF-8 bytes."""
+        first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+        end_col = node.end_col_offset if node.end_col_offset is not None else None
+        if first == last:
+            return self.lines[first].encode()[node.col_offset : end_col].decode()
+        parts = [self.lines[first].encode()[node.col_offset :].decode()]
+        size = len(parts[0])
+        for line in self.lines[first + 1 : last]:
+            if size > MAX_TEXT_CHARS:
+                break
+            parts.append(line)
+            size += len(line)
+        else:
+            parts.append(self.lines[last].encode()[:end_col].decode())
+        return "".join(parts)[:MAX_TEXT_CHARS]
 
     def _imports(self, tree: ast.Module, file_id: str) -> None:
         seen = set()
@@ -143,7 +172,7 @@ class _FileParser:
                 "language": "python",
                 "start_line": definition.lineno,
                 "end_line": definition.end_lineno or definition.lineno,
-                "text": ast.get_source_segment(self.source, definition),
+                "text": self._segment(definition),
                 "docstring": ast.get_docstring(definition),
                 "attributes": {"async": True}
                 if isinstance(definition, ast.AsyncFunctionDef)

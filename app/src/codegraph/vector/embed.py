@@ -50,10 +50,30 @@ def _vector(features: list[tuple[str, float]], dimension: int) -> np.ndarray:
     return vector
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def embedding_problem(values: list[float]) -> str | None:
+    """Why a client's embedding cannot be stored and indexed, or None if it can.
+
+    Embeddings are kept as 32-bit floats: a value past float32's range would become
+    infinity (and the index a NaN vector), and values that all round to zero leave no
+    direction to search by. Tiny (denormal) values are fine: normalize works in float64.
+    """
+    vector = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(vector).all() or float(np.abs(vector).max()) > FLOAT32_MAX:
+        return f"embedding values must be finite 32-bit floats (|value| <= {FLOAT32_MAX:.7g})"
+    if not vector.astype(np.float32).any():
+        return "embedding is all zeros (as 32-bit floats): it has no direction to search by"
+    return None
+
+
 def normalize(vector: np.ndarray) -> np.ndarray | None:
-    """Unit length (cosine similarity becomes inner product); None for a zero vector."""
-    norm = float(np.linalg.norm(vector))
-    return (vector / norm).astype(np.float32) if norm > 0 else None
+    """Unit length (cosine similarity becomes inner product), as float32; None for a zero
+    vector. Computed in float64: squaring tiny float32 values would underflow to zero."""
+    wide = vector.astype(np.float64)
+    norm = float(np.linalg.norm(wide))
+    return (wide / norm).astype(np.float32) if norm > 0 else None
 
 
 def embed_record(record: dict[str, Any], dimension: int) -> np.ndarray:

@@ -205,16 +205,9 @@ class Indexer:
         dimension = index.params.dimension
         for record in records:
             if record["embedding_source"] == "client":
-                stored = self.store.get_embedding(record["id"])
-                vector = (
-                    normalize(stored) if stored is not None and len(stored) == dimension else None
-                )
+                vector, problem = self._client_vector(record["id"], dimension)
                 if vector is None:
-                    log.warning(
-                        "node %r: stored embedding does not fit dimension %d; not indexed",
-                        record["id"],
-                        dimension,
-                    )
+                    log.warning("node %r: %s; not indexed", record["id"], problem)
                     index.remove(record["id"])
                     continue
             else:
@@ -224,6 +217,20 @@ class Indexer:
             versions.append(record["version"])
         if rows:
             index.upsert(ids, versions, np.vstack(rows))
+
+    def _client_vector(self, node_id: str, dimension: int) -> tuple[np.ndarray | None, str]:
+        """The unit vector of a client-supplied embedding, or None and why not."""
+        stored = self.store.get_embedding(node_id)
+        if stored is None:
+            return None, "its embedding is missing from the store"
+        if len(stored) != dimension:
+            return None, f"its embedding has {len(stored)} values, the index {dimension}"
+        if not np.isfinite(stored).all():
+            return None, "its embedding holds values that are not finite"
+        vector = normalize(stored)
+        if vector is None:
+            return None, "its embedding is all zeros"
+        return vector, ""
 
     def cpu_seconds(self) -> float:
         """CPU time the background indexer thread has used since the store was opened
