@@ -97,7 +97,7 @@ class ServerSettings(_Section):
     max_header_bytes: int = Field(32 * KiB, ge=1 * KiB, le=1 * MiB)
     header_timeout_seconds: float = Field(10.0, gt=0, le=300)
     body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
-    tls_handshake_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    tls_timeout_seconds: float = Field(10.0, gt=0, le=300)
     keepalive_timeout_seconds: int = Field(5, ge=1, le=3600)
     # POST /parse runs in a separate process, limited in time and memory.
     parse_timeout_seconds: float = Field(30.0, gt=0, le=3600)

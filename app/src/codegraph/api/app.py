@@ -28,7 +28,12 @@ def create_app(engine: Engine, keys: ApiKeys) -> FastAPI:
     for module in (system, nodes, search, parse, vector, backup, operations):
         app.include_router(module.router)
     errors.install(app)
-    app.add_middleware(ServiceMiddleware, keys=keys, max_request_bytes=server.max_request_bytes)
+    app.add_middleware(
+        ServiceMiddleware,
+        keys=keys,
+        max_request_bytes=server.max_request_bytes,
+        max_request_values=server.max_request_values,
+    )
     _declare_bearer_auth(app)
     return app
 

@@ -1,4 +1,9 @@
-"""Authentication, request metrics and the request-size limit, in one pure-ASGI pass.
+"""Authentication, request metrics and the request-size limits, in one pure-ASGI pass.
+
+A body's size (Content-Length, or bytes as they arrive) and its count of JSON values
+(counted as chunks arrive) are held to the limits before the application parses it;
+past either, the answer is 413 and the connection is closed, with no more than one
+chunk past the limit ever read.
 
 Pure ASGI (not BaseHTTPMiddleware) keeps the per-request cost to a few
 microseconds, which matters on the GET /nodes/{id} path.
@@ -11,12 +16,15 @@ import time
 from typing import Any
 
 import orjson
+from fastapi import HTTPException
 
 from codegraph import metrics
+from codegraph.api.limits import JsonValueCounter
 from codegraph.auth import ApiKeys
 
 log = logging.getLogger("codegraph.auth")
 OPEN_PATHS = frozenset({"/health"})
+_CLOSE = (b"connection", b"close")
 
 
 async def _reply(send: Any, status: int, detail: str, headers: list | None = None) -> None:
@@ -36,10 +44,13 @@ async def _reply(send: Any, status: int, detail: str, headers: list | None = Non
 
 
 class ServiceMiddleware:
-    def __init__(self, app: Any, *, keys: ApiKeys, max_request_bytes: int) -> None:
+    def __init__(
+        self, app: Any, *, keys: ApiKeys, max_request_bytes: int, max_request_values: int
+    ) -> None:
         self.app = app
         self.keys = keys
         self.max_request_bytes = max_request_bytes
+        self.max_request_values = max_request_values
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def _observe(self, method: str, handler: str, code: int, seconds: float) -> None:
@@ -100,8 +111,18 @@ class ServiceMiddleware:
                     f"request body over {self.max_request_bytes} bytes (server.max_request_bytes)",
                 )
                 return
-            if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
-                receive = await self._buffered(receive)
+            with_body = scope["method"] in ("POST", "PUT", "PATCH")
+            if with_body and not (  # a byte holds at most one value (see JsonValueCounter)
+                length is not None and length.isdigit() and int(length) <= self.max_request_values
+            ):
+                receive = self._counted(receive)
+            if length is None and with_body:
+                try:
+                    receive = await self._buffered(receive)
+                except HTTPException as error:  # too many values: as the application would say
+                    handler = "(too large)"
+                    await _reply(send_and_note, error.status_code, error.detail, [_CLOSE])
+                    return
                 if receive is None:
                     handler = "(too large)"
                     await _reply(
@@ -118,6 +139,24 @@ class ServiceMiddleware:
         finally:
             metrics.HTTP_CONCURRENT.dec()
             self._observe(scope["method"], handler, status, time.perf_counter() - started)
+
+    def _counted(self, receive: Any) -> Any:
+        """receive, refusing (413, then closing) a body past max_request_values JSON
+        values as soon as the chunk that crosses the limit arrives."""
+        counter = JsonValueCounter()
+        limit = self.max_request_values
+
+        async def counted() -> dict:
+            message = await receive()
+            if message["type"] == "http.request" and counter.feed(message.get("body", b"")) > limit:
+                raise HTTPException(
+                    413,
+                    f"request body holds more than {limit} JSON values (server.max_request_values)",
+                    headers={"connection": "close"},  # and read no more of it
+                )
+            return message
+
+        return counted
 
     async def _buffered(self, receive: Any) -> Any:
         """Read a body sent without Content-Length, up to the limit; None past it."""

@@ -8,8 +8,10 @@ kept for ever. `GuardedProtocol` adds both, and an idle limit while a body arriv
 - headers not complete within `header_timeout` (from the connection's start, or from
   the first byte of a request on a kept-alive connection) get 408 and a close;
 - a body that stops arriving for `body_timeout` gets 408 and a close;
-- a TLS handshake not done within `tls_handshake_timeout` is dropped (asyncio's own
-  default is 60 s).
+- a TLS handshake (or closing handshake) not done within `tls_timeout` is dropped
+  (asyncio's own defaults are 60 and 30 s);
+- after such an answer the connection lingers (reading and discarding what the client
+  still sends, so it can read the answer) for at most LINGER_SECONDS, then is aborted.
 Both ports (the API and /metrics) are served by this one server and these limits.
 """
 
@@ -30,6 +32,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from codegraph import metrics
 
 log = logging.getLogger("codegraph.server")
+LINGER_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class HttpLimits:
     max_header_bytes: int
     header_timeout: float
     body_timeout: float
-    tls_handshake_timeout: float
+    tls_timeout: float
 
 
 def notify_systemd(state: str) -> None:
@@ -159,6 +162,7 @@ class GuardedProtocol(HttpToolsProtocol):
             cycle.disconnected = True  # the application's receive() now says disconnect
             cycle.message_event.set()
         self.transport.close()
+        self.loop.call_later(LINGER_SECONDS, self.transport.abort)
 
 
 def protocol_class(limits: HttpLimits) -> type[GuardedProtocol]:
@@ -197,7 +201,14 @@ class Server(uvicorn.Server):
                     config=config, server_state=self.server_state, app_state={}, _loop=_loop
                 )
 
-            tls = {"ssl_handshake_timeout": self.limits.tls_handshake_timeout} if config.ssl else {}
+            tls = (
+                {
+                    "ssl_handshake_timeout": self.limits.tls_timeout,
+                    "ssl_shutdown_timeout": self.limits.tls_timeout,
+                }
+                if config.ssl
+                else {}
+            )
             try:
                 server = await loop.create_server(
                     create_protocol,

@@ -89,7 +89,7 @@ def serve(config_path: str, settings: Settings) -> int:
             max_header_bytes=server_settings.max_header_bytes,
             header_timeout=server_settings.header_timeout_seconds,
             body_timeout=server_settings.body_timeout_seconds,
-            tls_handshake_timeout=server_settings.tls_handshake_timeout_seconds,
+            tls_timeout=server_settings.tls_timeout_seconds,
         )
         app = create_app(engine, keys)
         api = _uvicorn_config(app, server_settings, limits, access_log=server_settings.access_log)
