@@ -94,22 +94,27 @@ dir = "{self.root}/backups"
 [oplog]
 path = "{self.root}/data/oplog"
 """)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.start()
+
+    def start(self) -> float:
+        """Start the process on this data directory; seconds until /health answers 200."""
+        started = time.monotonic()
         self.process = subprocess.Popen(
             [str(BIN / "codegraph-api"), "--config", str(self.root / "config" / "codegraph.toml")],
             stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "stderr.log", "wb"),  # noqa: SIM115
+            stderr=open(self.root / "stderr.log", "ab"),  # noqa: SIM115
         )
-        self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
         while True:
             try:
                 if httpx.get(self.url + "/health").status_code == 200:
-                    break
+                    return time.monotonic() - started
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError((self.root / "stderr.log").read_text())
-            time.sleep(0.1)
+            time.sleep(0.02)
 
     def client(self) -> httpx.Client:
         return httpx.Client(
@@ -123,10 +128,12 @@ path = "{self.root}/data/oplog"
             while http.get("/vector/index/stats").json()["lag"]["operations"]:
                 time.sleep(1)
 
-    def stop(self) -> None:
+    def stop(self, *, remove: bool = True) -> None:
+        """Stop the process; remove its data directory unless told to keep it."""
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(120)
-        shutil.rmtree(self.root, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def wrk(
