@@ -17,13 +17,24 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from codegraph import __version__, metrics
-from codegraph.errors import Conflict, DatabaseInUse, InvalidInput, NotFound, TooLarge, Unavailable
+from codegraph.errors import (
+    CodeGraphError,
+    Conflict,
+    DatabaseInUse,
+    InvalidInput,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
+from codegraph.replication.applied import Applied
+from codegraph.replication.log import open_log
 from codegraph.settings import Settings
 from codegraph.store.backups import BackupStore, finish_swaps
 from codegraph.store.figures import rocksdb_figures
@@ -75,6 +86,16 @@ class Gate:
                 self.closed_for = None
 
 
+@dataclass(frozen=True)
+class Written:
+    """A write's answer: its result, its sequence in the log, and whether it was the
+    retry of an earlier write (same Idempotency-Key) answered with that one's result."""
+
+    result: dict[str, Any]
+    seq: int
+    replayed: bool = False
+
+
 class Engine:
     def __init__(self, settings: Settings, *, background: bool = True) -> None:
         self.settings = settings
@@ -87,6 +108,7 @@ class Engine:
         self.last_compaction: dict[str, Any] | None = None
         self.last_analyze: dict[str, Any] | None = None
         self.indexer_errors = 0
+        self.applied = Applied(0)
         self._lock_file = self._take_directory_lock()
         try:
             finish_swaps(Path(settings.database.path))  # an interrupted restore
@@ -97,6 +119,7 @@ class Engine:
             )
             self.backups = BackupStore(settings.backup.dir, settings.backup.keep)
             self.open_store()
+            self.log = open_log(self)
             backups = self.backups.list()
             if backups:
                 metrics.BACKUP_LAST_SUCCESS.set(backups[-1]["created_ts"])
@@ -104,6 +127,8 @@ class Engine:
             self._lock_file.close()
             raise
         self.oplog.prune()
+        if background:
+            self.log.start()
 
     # ------------------------------------------------------------ lifecycle
     def _take_directory_lock(self):
@@ -132,6 +157,10 @@ class Engine:
     def open_store(self) -> None:
         db = self.settings.database
         self.store = GraphStore(db.path, self.store_options(), sync=db.sync_writes)
+        # The local log's position is the operation log's; a replicated log's is what
+        # the store says it applied (the stream, not this log, is then the record).
+        local = self.settings.replication.mode == "none"
+        self.applied.reset(self.oplog.last_lsn if local else self.store.counters["applied_seq"])
         vector = self.settings.vector
         params = IndexParams(
             vector.index_type, vector.dimension, vector.M, vector.efConstruction, vector.efSearch
@@ -150,29 +179,61 @@ class Engine:
         self.indexer_errors += 1
 
     def close(self) -> None:
+        self.log.close()
         with self.gate.closed("shutdown"):
             self.close_store(save_index=True)
             self.oplog.close()
         self._lock_file.close()
 
     # -------------------------------------------------------------- writes
-    def _mutate(self, mutation: dict[str, Any]) -> dict[str, Any]:
-        with self.gate.use(), self.write_lock:
-            result = self._apply_locked(mutation)
+    def submit(self, mutation: dict[str, Any], key: str | None = None) -> Written:
+        """The one write path: the mutation goes into the log, and is answered once this
+        host has applied it. key (a client's Idempotency-Key) makes a retry safe."""
+        result, seq, replayed = self.log.submit(mutation, key)
         self.indexer.notify()
-        return result
+        return Written(result, seq, replayed)
 
-    def _apply_locked(self, mutation: dict[str, Any]) -> dict[str, Any]:
-        """Plan, log, commit. The caller holds the write lock."""
-        ts = time.time()
-        plan = self.store.plan(mutation, ts)
-        self.oplog.append(ts, mutation)
+    def apply_locked(
+        self, seq: int, ts: float, mutation: dict[str, Any], *, log_refused: bool = False
+    ) -> dict[str, Any]:
+        """Apply log entry seq, stamped ts (the caller holds the write lock).
+
+        Everything comes from the entry, nothing from this host, so every host that
+        applies it computes the same state, or refuses it with the same error. The
+        operation log gets the entry as it is (a replicated log's copy keeps the entries
+        every host refused too: log_refused).
+        """
+        try:
+            plan = self.store.plan(self.resolve(mutation, self.store), ts, seq)
+        except CodeGraphError:
+            if log_refused and seq > self.oplog.last_lsn:
+                self.oplog.append(ts, mutation, seq)
+            raise
+        if seq > self.oplog.last_lsn:  # (re-applied after a crash: logged already)
+            self.oplog.append(ts, mutation, seq)
         self.store.commit(plan)
         self.writes += 1
         for operation in ("created", "updated", "deleted"):
             if plan.result.get(operation):
                 metrics.NODES_WRITTEN.labels(operation=operation).inc(plan.result[operation])
         return plan.result
+
+    def resolve(self, mutation: dict[str, Any], store: GraphStore) -> dict[str, Any]:
+        """The mutation as store applies it: a patch becomes the upsert of the merged
+        node (read from store when applied, so every host merges the same record; a
+        point-in-time replay resolves it against the state being rebuilt)."""
+        if mutation["op"] != "patch":
+            return mutation
+        node_id = mutation["id"]
+        current = store.get_records([node_id])[0]
+        if current is None:
+            raise NotFound(f"no node with id {node_id!r}")
+        merged = {key: current[key] for key in NODE_FIELDS}
+        if current["embedding_source"] == "client":
+            merged["embedding"] = store.get_embedding(node_id).tolist()
+        merged.update(mutation["changes"])
+        self._check_nodes([merged])
+        return {"op": "upsert", "nodes": [merged], "edges": []}
 
     def _check_nodes(self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]] = ()) -> None:
         server = self.settings.server
@@ -199,33 +260,27 @@ class Engine:
                     f"node {node['id']!r}: end_line {end} is before start_line {start}"
                 )
 
-    def upsert(self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> dict[str, Any]:
+    def upsert(
+        self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]], key: str | None = None
+    ) -> Written:
         self._check_nodes(nodes, edges)
-        return self._mutate({"op": "upsert", "nodes": nodes, "edges": edges})
+        return self.submit({"op": "upsert", "nodes": nodes, "edges": edges}, key)
 
-    def patch_node(self, node_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Change some fields of a node; the rest, its edges and its embedding stay."""
-        with self.gate.use(), self.write_lock:
-            current = self.store.get_records([node_id])[0]
-            if current is None:
-                raise NotFound(f"no node with id {node_id!r}")
-            merged = {key: current[key] for key in NODE_FIELDS}
-            if current["embedding_source"] == "client":
-                merged["embedding"] = self.store.get_embedding(node_id).tolist()
-            merged.update(changes)
-            self._check_nodes([merged])
-            self._apply_locked({"op": "upsert", "nodes": [merged], "edges": []})
-        self.indexer.notify()
-        return self.get_node(node_id)
+    def patch_node(self, node_id: str, changes: dict[str, Any], key: str | None = None) -> Written:
+        """Change some fields of a node; the rest, its edges and its embedding stay.
+        The answer is the node as this write left it."""
+        written = self.submit({"op": "patch", "id": node_id, "changes": changes}, key)
+        return Written(self.get_node(node_id), written.seq, written.replayed)
 
-    def delete_node(self, node_id: str) -> dict[str, Any]:
-        return self._mutate({"op": "delete_nodes", "ids": [node_id]})
+    def delete_node(self, node_id: str, key: str | None = None) -> Written:
+        return self.submit({"op": "delete_nodes", "ids": [node_id]}, key)
 
-    def put_edges(self, edges: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._mutate({"op": "upsert", "nodes": [], "edges": edges})
+    def put_edges(self, edges: list[dict[str, Any]], key: str | None = None) -> Written:
+        self._check_nodes([], edges)
+        return self.submit({"op": "upsert", "nodes": [], "edges": edges}, key)
 
-    def delete_edges(self, edges: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._mutate({"op": "delete_edges", "edges": edges})
+    def delete_edges(self, edges: list[dict[str, Any]], key: str | None = None) -> Written:
+        return self.submit({"op": "delete_edges", "edges": edges}, key)
 
     # --------------------------------------------------------------- reads
     def get_node_raw(self, node_id: str) -> bytes:
@@ -425,6 +480,7 @@ class Engine:
             "version": __version__,
             "profile": self.settings.database.profile,
             "oplog": {"last_lsn": self.oplog.last_lsn, "size_bytes": self.oplog.size_bytes()},
+            "replication": self.log.status(),
             "backups": {
                 "count": len(backups),
                 "latest": backups[-1]["backup_id"] if backups else None,
@@ -445,9 +501,37 @@ class Engine:
                     "vectors_stale": len(index.ids) - live,
                     "rebuilding": self.indexer.is_rebuilding(),
                     "rocksdb": rocksdb_figures(self.store),
+                    "replication": {**self.log.status(), "ready": self.log.ready()[0]},
                 }
         except Unavailable:
             return None
+
+    def readiness(self) -> dict[str, Any]:
+        """Whether to send this host traffic: healthy, and its log says it may serve."""
+        health = self.health()
+        ready, reason = self.log.ready()
+        if health["status"] != "healthy":
+            ready, reason = (
+                False,
+                "unhealthy: "
+                + ", ".join(f"{name} {value}" for name, value in health["checks"].items()),
+            )
+        return {"ready": ready, "reason": reason, "applied_seq": self.applied.seq}
+
+    def digest(self) -> dict[str, Any]:
+        """A digest of the graph's content at this host's applied sequence."""
+        with self.gate.use():
+            with self.write_lock:  # no write between the snapshots and the sequence
+                snapshots = self.store.content_snapshots()
+                seq = self.applied.seq
+                counters = dict(self.store.counters)
+            digest = self.store.digest_of(snapshots)
+        return {
+            "applied_seq": seq,
+            "digest": digest,
+            "nodes": counters["nodes_total"],
+            "edges": counters["edges_total"],
+        }
 
     def health(self) -> dict[str, Any]:
         checks: dict[str, str] = {}

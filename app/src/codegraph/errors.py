@@ -22,7 +22,12 @@ class TooLarge(CodeGraphError):
 
 
 class Unavailable(CodeGraphError):
-    """The service cannot answer right now (restore in progress, index building)."""
+    """The service cannot answer right now (restore in progress, no quorum in the log);
+    retry_after: seconds after which a retry makes sense (the Retry-After header)."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DatabaseInUse(CodeGraphError):

@@ -63,6 +63,11 @@ BACKUP_LAST_SUCCESS = Gauge(
     "codegraph_backup_last_success_timestamp_seconds",
     "Unix time of the newest complete backup.",
 )
+REPLICATION_REFUSED = Counter(
+    "codegraph_replication_refused_entries_total",
+    "Log entries this host refused when it applied them (as every host does: a write "
+    "that became invalid, e.g. to a node another write deleted meanwhile).",
+)
 AUTH_FAILURES = Counter(
     "codegraph_auth_failures_total", "Requests refused for a missing or wrong API key."
 )
@@ -131,6 +136,37 @@ class EngineCollector(Collector):
             value=1 if data["rebuilding"] else 0,
         )
         yield from _rocksdb_families(data["rocksdb"])
+        yield from _replication_families(data["replication"])
+
+
+def _replication_families(status: dict[str, Any]) -> Iterator[Any]:
+    def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"codegraph_replication_{name}", doc, value=value)
+
+    yield gauge("applied_seq", "The last log entry this host applied.", status["applied_seq"])
+    yield gauge("ready", "1 when this host may take traffic (GET /ready).", int(status["ready"]))
+    if status["mode"] != "jetstream":
+        return
+    stream = status["stream"]
+    yield gauge("log_reachable", "1 while the stream answers this host.", int(status["reachable"]))
+    yield gauge("lag_entries", "Entries this host is behind the stream.", status["lag_entries"])
+    yield gauge("lag_seconds", "How long this host has been behind.", status["lag_seconds"])
+    yield gauge("stalled", "1 when entries it needs left the stream.", int(bool(status["stalled"])))
+    yield gauge("stream_last_seq", "The stream's last entry, as last seen.", stream["last_seq"])
+    yield gauge("stream_first_seq", "The stream's first entry kept.", stream["first_seq"])
+    yield gauge("stream_messages", "Entries the stream holds.", stream["messages"])
+    yield gauge("stream_bytes", "Bytes the stream holds.", stream["bytes"])
+    yield gauge("stream_max_bytes", "The stream's size limit (-1: none).", stream["max_bytes"])
+    yield gauge("stream_max_age_seconds", "How long it keeps entries.", stream["max_age_seconds"])
+    yield gauge("stream_replicas", "The stream's replica count.", stream["replicas"])
+    current = sum(1 for peer in stream["peers"] if peer["current"]) + bool(stream["leader"])
+    yield gauge("stream_replicas_current", "Replicas up to date, leader included.", current)
+    if status["peers_reachable"] is not None:
+        yield gauge(
+            "peers_reachable",
+            "Peers the local nats-server has routes to.",
+            status["peers_reachable"],
+        )
 
 
 def _rocksdb_families(rocks: dict[str, Any]) -> Iterator[Any]:

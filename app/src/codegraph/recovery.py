@@ -22,9 +22,10 @@ from typing import Any
 
 from codegraph import __version__, metrics
 from codegraph.engine import Engine
-from codegraph.errors import InvalidInput
+from codegraph.errors import CodeGraphError, InvalidInput
 from codegraph.store.backups import link_or_copy, stage_restore, swap_in
 from codegraph.store.graph import GraphStore, iso
+from codegraph.store.oplog import Entry
 
 log = logging.getLogger("codegraph.recovery")
 
@@ -154,16 +155,24 @@ def _replay(
             if entry.lsn > end:
                 break
             if entry.mutation["op"] != "restore":
-                store.commit(store.plan(entry.mutation, entry.ts))
-                applied += 1
+                applied += _replay_one(engine, store, entry)
     last = open_from
     for entry in engine.oplog.read(open_from):
         if entry.ts > target or entry.mutation["op"] == "restore":
             break
-        store.commit(store.plan(entry.mutation, entry.ts))  # the original time: same records
-        applied += 1
+        applied += _replay_one(engine, store, entry)
         last = entry.lsn
     return applied, [*ranges, [open_from, last]]
+
+
+def _replay_one(engine: Engine, store: GraphStore, entry: Entry) -> int:
+    """Apply one logged entry to store at its original time (so the records come out
+    the same); an entry every host refused when it was first applied is refused again."""
+    try:
+        store.commit(store.plan(engine.resolve(entry.mutation, store), entry.ts))
+    except CodeGraphError:
+        return 0
+    return 1
 
 
 def _restore(
@@ -203,6 +212,7 @@ def _restore(
         engine.oplog.append(
             time.time(), {"op": "restore", "backup_id": backup_id, "ranges": marker_ranges}
         )
+        engine.applied.reset(engine.oplog.last_lsn)
     log.info("%s from backup %s done: %d operations replayed", reason, backup_id, replayed)
     return {
         "status": "restored",

@@ -200,6 +200,31 @@ class OplogSettings(_Section):
     retention_days: int = Field(35, ge=1)
 
 
+class ReplicationSettings(_Section):
+    """Where writes go: the local operation log (one host), or a NATS JetStream stream
+    every host of the fleet applies in order (codegraph.replication)."""
+
+    mode: Literal["none", "jetstream"] = "none"
+    # NATS client URLs, this host's own server first (it is preferred).
+    servers: list[str] = Field(default_factory=list)
+    user: str = "codegraph"  # its password is CODEGRAPH_NATS_PASSWORD in auth.keys_file
+    ca_file: str = ""  # the CA the NATS servers' certificates chain to (tls:// URLs)
+    stream: str = Field("CODEGRAPH", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    subject: str = Field("codegraph.mutations", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    # The local nats-server's monitoring endpoint: whether this host sees its peers.
+    monitor_url: str = Field("", pattern=r"^(https?://\S+)?$")
+    publish_timeout_seconds: float = Field(2.0, gt=0, le=60)
+    apply_wait_seconds: float = Field(10.0, gt=0, le=600)  # a write waits for its own entry
+    read_wait_seconds: float = Field(2.0, ge=0, le=60)  # X-CodeGraph-Min-Seq waits this long
+    ready_max_lag: int = Field(100, ge=0)  # entries behind the stream and still ready
+
+    @model_validator(mode="after")
+    def _check(self) -> ReplicationSettings:
+        if self.mode == "jetstream" and not self.servers:
+            raise ValueError("replication.servers must list the NATS servers (mode jetstream)")
+        return self
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
@@ -207,6 +232,7 @@ class Settings(_Section):
     vector: VectorSettings = VectorSettings()
     backup: BackupSettings = BackupSettings()
     oplog: OplogSettings = OplogSettings()
+    replication: ReplicationSettings = ReplicationSettings()
 
     @property
     def lock_path(self) -> Path:

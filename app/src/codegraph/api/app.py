@@ -31,6 +31,8 @@ def create_app(engine: Engine, keys: ApiKeys) -> FastAPI:
     app.add_middleware(
         ServiceMiddleware,
         keys=keys,
+        applied=engine.applied,
+        read_wait=engine.settings.replication.read_wait_seconds,
         max_request_bytes=server.max_request_bytes,
         max_request_values=server.max_request_values,
     )

@@ -58,7 +58,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.CodeGraphError)
     async def _known(request: Request, error: errors.CodeGraphError) -> JSONResponse:
         status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
-        return JSONResponse({"detail": str(error)}, status_code=status)
+        headers = (
+            {"Retry-After": str(error.retry_after)}
+            if isinstance(error, errors.Unavailable)
+            else None
+        )
+        return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

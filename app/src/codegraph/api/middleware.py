@@ -11,6 +11,7 @@ microseconds, which matters on the GET /nodes/{id} path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -21,9 +22,10 @@ from fastapi import HTTPException
 from codegraph import metrics
 from codegraph.api.limits import JsonValueCounter
 from codegraph.auth import ApiKeys
+from codegraph.replication.applied import Applied
 
 log = logging.getLogger("codegraph.auth")
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/ready"})
 _CLOSE = (b"connection", b"close")
 
 
@@ -45,10 +47,19 @@ async def _reply(send: Any, status: int, detail: str, headers: list | None = Non
 
 class ServiceMiddleware:
     def __init__(
-        self, app: Any, *, keys: ApiKeys, max_request_bytes: int, max_request_values: int
+        self,
+        app: Any,
+        *,
+        keys: ApiKeys,
+        applied: Applied,
+        read_wait: float,
+        max_request_bytes: int,
+        max_request_values: int,
     ) -> None:
         self.app = app
         self.keys = keys
+        self.applied = applied
+        self.read_wait = read_wait
         self.max_request_bytes = max_request_bytes
         self.max_request_values = max_request_values
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -76,6 +87,9 @@ class ServiceMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # where this host is in the log: what a read here reflects
+                applied = (b"x-codegraph-applied-seq", str(self.applied.seq).encode())
+                message = {**message, "headers": [*message.get("headers", ()), applied]}
             await send(message)
 
         metrics.HTTP_CONCURRENT.inc()
@@ -101,6 +115,11 @@ class ServiceMiddleware:
                     "missing or invalid API key",
                     [(b"www-authenticate", b"Bearer")],
                 )
+                return
+            wanted = headers.get(b"x-codegraph-min-seq")
+            if wanted is not None and not await self._reached(wanted):
+                handler = "(behind)"
+                await _reply(send_and_note, *self._behind(wanted))
                 return
             length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_request_bytes:
@@ -139,6 +158,27 @@ class ServiceMiddleware:
         finally:
             metrics.HTTP_CONCURRENT.dec()
             self._observe(scope["method"], handler, status, time.perf_counter() - started)
+
+    async def _reached(self, wanted: bytes) -> bool:
+        """Whether this host has applied the log up to the sequence a client must see,
+        waiting up to read_wait for it (no thread held: it polls)."""
+        if not wanted.isdigit():
+            return False
+        target = int(wanted)
+        deadline = time.monotonic() + self.read_wait
+        while self.applied.seq < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        return self.applied.seq >= target
+
+    def _behind(self, wanted: bytes) -> tuple[int, str, list]:
+        if not wanted.isdigit():
+            return 400, "X-CodeGraph-Min-Seq must be a sequence number (X-CodeGraph-Seq)", []
+        return (
+            503,
+            f"this host has applied the log up to {self.applied.seq}, not yet "
+            f"{int(wanted)} (X-CodeGraph-Min-Seq) within {self.read_wait:g} s; retry",
+            [(b"retry-after", b"1")],
+        )
 
     def _counted(self, receive: Any) -> Any:
         """receive, refusing (413, then closing) a body past max_request_values JSON

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from codegraph.api.deps import EngineDep
+from codegraph.api.deps import EngineDep, IdempotencyKey, answered
 from codegraph.api.limits import BatchLimits
 from codegraph.api.models import (
     EdgeDeleteRequest,
@@ -27,8 +27,12 @@ Limit = Annotated[int, Query(ge=1, le=10_000)]
     summary="Create or replace nodes (and edges), atomically",
     dependencies=[BatchLimits],
 )
-def upsert_nodes(payload: UpsertRequest, engine: EngineDep) -> dict:
-    return engine.upsert(payload.get("nodes", []), payload.get("edges", []))
+def upsert_nodes(
+    payload: UpsertRequest, engine: EngineDep, response: Response, key: IdempotencyKey = None
+) -> dict:
+    return answered(
+        response, engine.upsert(payload.get("nodes", []), payload.get("edges", []), key)
+    )
 
 
 @router.get("/nodes", summary="List nodes in id order, filtered, one page at a time")
@@ -79,20 +83,34 @@ async def get_node(node_id: str, engine: EngineDep, include_embedding: bool = Fa
 
 
 @router.patch("/nodes/{node_id:path}", summary="Change some fields of a node")
-def patch_node(node_id: str, payload: NodePatch, engine: EngineDep) -> dict:
-    return engine.patch_node(node_id, payload.changes())
+def patch_node(
+    node_id: str,
+    payload: NodePatch,
+    engine: EngineDep,
+    response: Response,
+    key: IdempotencyKey = None,
+) -> dict:
+    return answered(response, engine.patch_node(node_id, payload.changes(), key))
 
 
 @router.delete("/nodes/{node_id:path}", summary="Delete a node and its edges")
-def delete_node(node_id: str, engine: EngineDep) -> dict:
-    return engine.delete_node(node_id)
+def delete_node(
+    node_id: str, engine: EngineDep, response: Response, key: IdempotencyKey = None
+) -> dict:
+    return answered(response, engine.delete_node(node_id, key))
 
 
 @router.post("/edges", summary="Create or replace edges", dependencies=[BatchLimits])
-def put_edges(payload: EdgesRequest, engine: EngineDep) -> dict:
-    return engine.put_edges(payload.edges)
+def put_edges(
+    payload: EdgesRequest, engine: EngineDep, response: Response, key: IdempotencyKey = None
+) -> dict:
+    return answered(response, engine.put_edges(payload.edges, key))
 
 
 @router.post("/edges/delete", summary="Delete edges", dependencies=[BatchLimits])
-def delete_edges(payload: EdgeDeleteRequest, engine: EngineDep) -> dict:
-    return engine.delete_edges([edge.model_dump() for edge in payload.edges])
+def delete_edges(
+    payload: EdgeDeleteRequest, engine: EngineDep, response: Response, key: IdempotencyKey = None
+) -> dict:
+    return answered(
+        response, engine.delete_edges([edge.model_dump() for edge in payload.edges], key)
+    )

@@ -1,9 +1,9 @@
 """Parsing source files into the graph."""
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
-from codegraph.api.deps import EngineDep
+from codegraph.api.deps import EngineDep, IdempotencyKey, answered
 from codegraph.api.models import NodeIn, ParseRequest
 from codegraph.api.routing import OrjsonRoute
 from codegraph.errors import InvalidInput
@@ -31,12 +31,18 @@ def _check_nodes(nodes: list[dict]) -> None:
 
 
 @router.post("/parse", summary="Parse source files into nodes and edges (and store them)")
-def parse(payload: ParseRequest, engine: EngineDep, request: Request) -> dict:
+def parse(
+    payload: ParseRequest,
+    engine: EngineDep,
+    request: Request,
+    response: Response,
+    key: IdempotencyKey = None,
+) -> dict:
     nodes, edges = parse_files(
         [file.model_dump() for file in payload.files],
         request.app.state.parse_worker,
         max_bytes=engine.settings.server.max_parse_bytes,
     )
     _check_nodes(nodes)
-    stored = engine.upsert(nodes, edges) if payload.store else None
+    stored = answered(response, engine.upsert(nodes, edges, key)) if payload.store else None
     return {"files": len(payload.files), "nodes": nodes, "edges": edges, "stored": stored}

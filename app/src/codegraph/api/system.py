@@ -16,6 +16,29 @@ def health(engine: EngineDep) -> JSONResponse:
     return JSONResponse(report, status_code=200 if report["status"] == "healthy" else 503)
 
 
+@router.get("/ready", summary="Whether to send this host traffic (no API key needed)")
+def ready(engine: EngineDep) -> JSONResponse:
+    """Ready: healthy, and (replicated) caught up with the log and not cut off from it.
+    The load balancer checks this; /health says whether the process works at all."""
+    report = engine.readiness()
+    return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+
+@router.get("/replication", summary="This host's place in the log, and the log's state")
+def replication(engine: EngineDep) -> dict:
+    return engine.log.status()
+
+
+@router.get(
+    "/replication/digest",
+    summary="A digest of the whole graph at this host's applied sequence",
+    description="Equal digests at equal sequences: equal graphs (every host of a fleet "
+    "converges to the same). Reads every entry: seconds at a million nodes.",
+)
+def digest(engine: EngineDep) -> dict:
+    return engine.digest()
+
+
 @router.get("/stats", summary="Totals: nodes, edges, sizes, vectors, uptime")
 def stats(engine: EngineDep) -> dict:
     return engine.stats()

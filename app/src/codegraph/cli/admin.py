@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 the check found problems, 2 bad usage or configuration,
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from codegraph.cli import base_parser, settings_or_none
 from codegraph.engine import Engine
 from codegraph.errors import CodeGraphError, DatabaseInUse
 from codegraph.logs import setup_logging
+from codegraph.replication.stream import StreamSpec, ensure_stream
 from codegraph.settings import Settings
 
 
@@ -73,6 +75,20 @@ def _verify(engine: Engine, args: argparse.Namespace) -> int:
     return 0 if report["status"] == "ok" else 1
 
 
+def _stream(settings: Settings, args: argparse.Namespace) -> int:
+    """Create or reconcile the fleet's stream (the service may be running)."""
+    if settings.replication.mode != "jetstream":
+        print("codegraph-admin stream: replication.mode is not jetstream", file=sys.stderr)
+        return 2
+    spec = StreamSpec(args.replicas, args.max_age_seconds, args.max_bytes, args.max_msg_size)
+    try:
+        _print(asyncio.run(ensure_stream(settings, spec, check=args.check)))
+    except Exception as error:  # unreachable, no quorum, refused: say which
+        print(f"codegraph-admin stream: {error or type(error).__name__}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -85,6 +101,7 @@ COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
     "backups": (_backups, "list the backups"),
     "restore": (_restore, "restore a backup (verified first; the replaced data is kept aside)"),
     "verify": (_verify, "integrity check of the database, or --backup ID to verify a backup"),
+    "stream": (_stream, "create the fleet's replicated stream, or reconcile its configuration"),
 }
 
 
@@ -99,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("backup_id")
         if name == "verify":
             sub.add_argument("--backup", metavar="ID", help="verify this backup's checksums")
+        if name == "stream":
+            sub.add_argument("--replicas", type=int, required=True)
+            sub.add_argument("--max-age-seconds", type=float, required=True)
+            sub.add_argument("--max-bytes", type=int, required=True)
+            sub.add_argument("--max-msg-size", type=int, required=True)
+            sub.add_argument("--check", action="store_true", help="say what would change")
     args = parser.parse_args(argv)
     if args.command == "check-config" and args.file:
         args.config = args.file
@@ -106,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings is None:
         return 2
     handler = COMMANDS[args.command][0]
-    if args.command == "check-config":
+    if args.command in ("check-config", "stream"):  # neither opens the data directory
         return handler(settings, args)
     setup_logging("warning")
     try:

@@ -19,6 +19,7 @@ the caller (the engine) holds the single write lock between the two.
 from __future__ import annotations
 
 import gc
+import hashlib
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,7 +50,8 @@ NODE_FIELDS = (
     "docstring",
     "attributes",
 )
-_COUNTERS = ("nodes_total", "edges_total", "vq_seq")
+# applied_seq: the last log entry this state includes (codegraph.replication)
+_COUNTERS = ("nodes_total", "edges_total", "vq_seq", "applied_seq")
 _U64 = struct.Struct(">Q")
 SCAN_LIMIT = 100_000  # entries one list/search request may examine
 
@@ -264,8 +266,11 @@ class GraphStore:
         self.db.delete_range(b"q", b"q" + _U64.pack(up_to_seq + 1))
 
     # ---------------------------------------------------------------- writes
-    def plan(self, mutation: dict[str, Any], ts: float) -> Plan:
+    def plan(self, mutation: dict[str, Any], ts: float, seq: int | None = None) -> Plan:
+        """The batch for mutation, stamped ts; with seq, it records that entry as applied."""
         plan = Plan(dict(self.counters))
+        if seq is not None:
+            plan.counters["applied_seq"] = seq
         operation = mutation["op"]
         if operation == "upsert":
             self._plan_upsert(plan, mutation, ts)
@@ -415,6 +420,26 @@ class GraphStore:
             plan.delete("edges", reverse)
         plan.counters["edges_total"] -= len(keys)
         plan.result = {"edges_deleted": len(keys)}
+
+    # ---------------------------------------------------------------- digest
+    CONTENT_FAMILIES = ("nodes", "embeddings", "edges", "lookup")
+
+    def content_snapshots(self) -> dict[str, Any]:
+        """Snapshots of the families that hold the graph (the caller keeps writes out)."""
+        return {name: self.cf[name].snapshot() for name in self.CONTENT_FAMILIES}
+
+    @staticmethod
+    def digest_of(snapshots: dict[str, Any]) -> str:
+        """sha256 over every key and value of the graph's families, in key order: equal
+        graphs (records, timestamps and versions included) have equal digests."""
+        digest = hashlib.sha256()
+        for name in GraphStore.CONTENT_FAMILIES:
+            iterator = snapshots[name].iter()
+            iterator.seek_to_first()
+            digest.update(name.encode() + b"\0")
+            for key, value in entries(iterator):
+                digest.update(_U64.pack(len(key)) + key + _U64.pack(len(value)) + value)
+        return digest.hexdigest()
 
     # ------------------------------------------------------------ properties
     def property_int(self, name: str) -> int:

@@ -158,10 +158,16 @@ class OpLog:
     def segments(self) -> list[Path]:
         return sorted(self.dir.glob("*.log"))
 
-    def append(self, ts: float, mutation: dict[str, Any]) -> int:
-        """Write one mutation; return its LSN once it is on disk (fsync'ed if sync)."""
+    def append(self, ts: float, mutation: dict[str, Any], lsn: int | None = None) -> int:
+        """Write one mutation; return its LSN once it is on disk (fsync'ed if sync).
+
+        The LSN is the next one, or the one given (a replicated log's sequence, which
+        may skip the entries this host refused): it must be past the last."""
         with self._lock:
-            lsn = self.last_lsn + 1
+            if lsn is None:
+                lsn = self.last_lsn + 1
+            elif lsn <= self.last_lsn:
+                raise ValueError(f"LSN {lsn} is not past the log's last, {self.last_lsn}")
             payload = orjson.dumps({"lsn": lsn, "ts": ts, "m": mutation})
             if self._file is None or _day(ts) != self._file_day:
                 self._roll(lsn, ts)

@@ -1,0 +1,382 @@
+"""The fleet's log: a NATS JetStream stream that every app host applies in order.
+
+A write is published with a message id (the client's Idempotency-Key, or a fresh
+one), so JetStream stores it once however often it is retried within its duplicate
+window; the publish returns once a quorum of the stream's replicas holds it (its
+sequence). The answering host then waits until its own applier has applied that
+entry and answers with what the entry gave.
+
+Each host follows the stream with an ordered consumer (JetStream's gap-free, in-order
+delivery) from the entry after the last one in both its store and its operation log;
+a thread applies the entries in order (Engine.apply_locked). The local operation log
+mirrors the stream entry for entry (same sequence numbers, refused entries included),
+so point-in-time recovery works on every host as on one.
+
+Neither RocksDB nor the operation log is fsync'ed per entry here: an acknowledged
+write is in the stream on a quorum of hosts, and a host that loses its unsynced tail
+in a crash applies it again from the stream (see docs/replication.md).
+
+The NATS client runs in a thread of its own (its own asyncio loop); the engine's
+threads talk to it through run_coroutine_threadsafe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import nats
+import orjson
+from nats.js import api as js_api
+
+from codegraph import metrics
+from codegraph.errors import CodeGraphError, Unavailable
+from codegraph.replication.stream import connection_options
+
+if TYPE_CHECKING:
+    from codegraph.engine import Engine
+
+log = logging.getLogger("codegraph.replication")
+PROBE_SECONDS = 1.0  # how often the stream's state (and the peers' reachability) is read
+UNREACHABLE_AFTER = 3.0  # seconds without a successful probe: the log is unreachable
+QUEUED_ENTRIES = 64  # between the consumer and the applier (backpressure beyond)
+
+
+@dataclass
+class StreamState:
+    """The stream as last seen from this host."""
+
+    last_seq: int = 0
+    first_seq: int = 0
+    messages: int = 0
+    bytes: int = 0
+    max_bytes: int = -1
+    max_age_seconds: float = 0
+    replicas: int = 0
+    leader: str | None = None
+    peers: list[dict[str, Any]] = field(default_factory=list)
+    seen_at: float = 0.0  # monotonic time of the last successful probe; 0: never
+    error: str = ""
+    routes: int | None = None  # the local nats-server's routes to its peers, if known
+    cluster_size: int | None = None
+
+
+class JetStreamLog:
+    mode = "jetstream"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.settings = engine.settings.replication
+        self.stream = StreamState()
+        self._loop = asyncio.new_event_loop()
+        self._client_thread = threading.Thread(
+            target=self._loop.run_forever, name="nats-client", daemon=True
+        )
+        self._applier_thread = threading.Thread(
+            target=self._apply_forever, name="log-applier", daemon=True
+        )
+        self._entries: queue.Queue[tuple[int, float, dict[str, Any]]] = queue.Queue(QUEUED_ENTRIES)
+        self._stopping = threading.Event()
+        self._nc: Any = None
+        self._js: Any = None
+        self._subscription: Any = None
+        self._prober: asyncio.Future | None = None
+        self._caught_up_at = time.monotonic()  # when applied last equalled the stream's head
+        self.stalled = ""  # why this host cannot go on applying (needs a bootstrap)
+        self.refused = 0
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._client_thread.start()
+        self._applier_thread.start()
+        self._call_soon(self._follow())
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._client_thread.is_alive():
+            future = asyncio.run_coroutine_threadsafe(self._disconnect(), self._loop)
+            try:
+                future.result(5)
+            except Exception:  # closing anyway
+                log.exception("closing the NATS connection")
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._client_thread.join(5)
+        if self._applier_thread.is_alive():
+            self._applier_thread.join(5)
+
+    def _call_soon(self, coroutine: Coroutine) -> asyncio.Future:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    # ---------------------------------------------------------- connection
+    async def _connect(self) -> None:
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                self._nc = await nats.connect(
+                    **connection_options(self.engine.settings),
+                    reconnect_time_wait=0.5,
+                    max_reconnect_attempts=-1,
+                    ping_interval=5,
+                    max_outstanding_pings=2,
+                    pending_size=256 * 1024 * 1024,
+                    name=f"codegraph-{self.engine.settings.server.port}",
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+                self._js = self._nc.jetstream(timeout=self.settings.publish_timeout_seconds)
+                log.info("connected to the replicated log at %s", self._nc.connected_url.netloc)
+                return
+            except Exception as error:  # unreachable, refused, bad credentials: retry
+                self.stream.error = f"cannot connect: {error or type(error).__name__}"
+                log.warning("replicated log: %s; retrying in %.1f s", self.stream.error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _on_error(self, error: Exception) -> None:
+        log.warning("replicated log connection: %s", error or type(error).__name__)
+
+    async def _on_disconnected(self) -> None:
+        log.warning("replicated log: disconnected; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        log.info("replicated log: reconnected to %s", self._nc.connected_url.netloc)
+
+    async def _disconnect(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.close()
+
+    # ---------------------------------------------------------------- follow
+    async def _follow(self) -> None:
+        """Connect, then follow the stream from where this host is, and probe it."""
+        await self._connect()
+        self._prober = asyncio.ensure_future(self._probe_forever())
+        start = self._start_seq()
+        while not self._stopping.is_set():
+            try:
+                self._subscription = await self._js.subscribe(
+                    self.settings.subject,
+                    stream=self.settings.stream,
+                    cb=self._delivered,
+                    ordered_consumer=True,
+                    deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+                    config=js_api.ConsumerConfig(opt_start_seq=start),
+                    idle_heartbeat=2.0,
+                )
+                log.info("following stream %s from entry %d", self.settings.stream, start)
+                return
+            except Exception as error:  # no stream yet, no quorum: try again
+                self.stream.error = f"cannot follow the stream: {error or type(error).__name__}"
+                log.warning("replicated log: %s; retrying", self.stream.error)
+                await asyncio.sleep(1.0)
+
+    def _start_seq(self) -> int:
+        """The first entry this host lacks in its store or its operation log (both are
+        written unsynced, so a crash can cost either its tail)."""
+        engine = self.engine
+        logged = engine.oplog.last_lsn
+        return (min(engine.applied.seq, logged) if logged else engine.applied.seq) + 1
+
+    async def _delivered(self, message: Any) -> None:
+        entry = orjson.loads(message.data)
+        item = (message.metadata.sequence.stream, entry["ts"], entry["m"])
+        while not self._stopping.is_set():  # wait for room: the consumer's backpressure
+            try:
+                self._entries.put_nowait(item)
+                return
+            except queue.Full:
+                await asyncio.sleep(0.002)
+
+    # ----------------------------------------------------------------- apply
+    def _apply_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                seq, ts, mutation = self._entries.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._apply(seq, ts, mutation)
+
+    def _apply(self, seq: int, ts: float, mutation: dict[str, Any]) -> None:
+        """Apply one entry, or note the error every host refuses it with; retried (never
+        skipped) while the store is closed for a restore or fails unexpectedly."""
+        engine = self.engine
+        while not self._stopping.is_set() and not self.stalled:
+            try:
+                with engine.gate.use(), engine.write_lock:
+                    needed = self._start_seq()  # the ordered consumer never skips one...
+                    if seq > needed:  # ...unless the stream no longer has it
+                        self._stall(needed, seq)
+                        return
+                    if seq <= engine.applied.seq:  # in the store already: the log's copy only
+                        if seq > engine.oplog.last_lsn:
+                            engine.oplog.append(ts, mutation, seq)
+                        return
+                    try:
+                        outcome = engine.apply_locked(seq, ts, mutation, log_refused=True)
+                    except CodeGraphError as error:
+                        outcome = error
+                        self.refused += 1
+                        metrics.REPLICATION_REFUSED.inc()
+                    engine.applied.record(seq, outcome)
+                engine.indexer.notify()
+                if seq >= self.stream.last_seq:
+                    self._caught_up_at = time.monotonic()
+                return
+            except Unavailable:
+                time.sleep(0.2)  # a restore has the store closed
+            except Exception:
+                log.exception("applying entry %d failed; trying it again", seq)
+                time.sleep(1.0)
+
+    def _stall(self, missing_from: int, got: int) -> None:
+        self.stalled = (
+            f"entries {missing_from}..{got - 1} are no longer in the stream (it starts at "
+            f"{self.stream.first_seq}); bootstrap this host from a recent backup "
+            "(playbooks/add_host.yml)"
+        )
+        log.error("replicated log: cannot go on: %s", self.stalled)
+
+    # ---------------------------------------------------------------- submit
+    def submit(self, mutation: dict[str, Any], key: str | None) -> tuple[dict[str, Any], int, bool]:
+        if self.stalled:
+            raise Unavailable(f"this host cannot apply the log: {self.stalled}", retry_after=30)
+        data = orjson.dumps({"ts": time.time(), "m": mutation})
+        message_id = key or uuid.uuid4().hex
+        try:
+            ack = self._call_soon(self._publish(data, message_id)).result(
+                self.settings.publish_timeout_seconds + 1
+            )
+        except Exception as error:
+            raise Unavailable(
+                "the replicated log did not take the write (no quorum, or unreachable: "
+                f"{error or type(error).__name__}); nothing was applied. Retry, with the same "
+                "Idempotency-Key if you sent one",
+                retry_after=2,
+            ) from None
+        seq, replayed = ack.seq, bool(ack.duplicate)
+        if not self.engine.applied.wait_for(seq, self.settings.apply_wait_seconds):
+            raise Unavailable(
+                f"the write is in the log (entry {seq}) but this host has not applied it within "
+                f"{self.settings.apply_wait_seconds:g} s (applied: {self.engine.applied.seq}); "
+                f"it will be: read it with X-CodeGraph-Min-Seq: {seq}",
+                retry_after=2,
+            )
+        return self.engine.applied.outcome(seq), seq, replayed
+
+    async def _publish(self, data: bytes, message_id: str) -> Any:
+        if self._js is None or not self._nc.is_connected:
+            raise ConnectionError("not connected")
+        return await self._js.publish(
+            self.settings.subject,
+            data,
+            stream=self.settings.stream,
+            timeout=self.settings.publish_timeout_seconds,
+            headers={"Nats-Msg-Id": message_id},
+        )
+
+    # ------------------------------------------------------------ the stream
+    async def _probe_forever(self) -> None:
+        while not self._stopping.is_set():
+            await self._probe()
+            await asyncio.sleep(PROBE_SECONDS)
+
+    async def _probe(self) -> None:
+        try:
+            info = await self._js.stream_info(self.settings.stream)
+        except Exception as error:
+            self.stream.error = f"stream {self.settings.stream}: {error or type(error).__name__}"
+        else:
+            state, config, cluster = info.state, info.config, info.cluster
+            self.stream.last_seq, self.stream.first_seq = state.last_seq, state.first_seq
+            self.stream.messages, self.stream.bytes = state.messages, state.bytes
+            self.stream.max_bytes = config.max_bytes or -1
+            self.stream.max_age_seconds = config.max_age or 0
+            self.stream.replicas = config.num_replicas or 1
+            self.stream.leader = cluster.leader if cluster else None
+            self.stream.peers = (
+                [
+                    {"name": peer.name, "current": bool(peer.current), "lag": peer.lag or 0}
+                    for peer in (cluster.replicas or [])
+                ]
+                if cluster
+                else []
+            )
+            self.stream.seen_at, self.stream.error = time.monotonic(), ""
+            if self.engine.applied.seq >= state.last_seq:
+                self._caught_up_at = time.monotonic()
+        if self.settings.monitor_url:
+            self.stream.routes, self.stream.cluster_size = await self._loop.run_in_executor(
+                None, self._routes
+            )
+
+    def _routes(self) -> tuple[int | None, int | None]:
+        """The local nats-server's live routes and the cluster's size (its monitoring)."""
+        try:
+            url = self.settings.monitor_url + "/routez"  # http(s): settings check the scheme
+            with urllib.request.urlopen(url, timeout=1) as reply:  # noqa: S310
+                routes = orjson.loads(reply.read()).get("num_routes", 0)
+            return routes, len(self.settings.servers)
+        except (OSError, ValueError):
+            return None, len(self.settings.servers)
+
+    # ---------------------------------------------------------------- state
+    def reachable(self) -> bool:
+        seen = self.stream.seen_at
+        return bool(seen) and time.monotonic() - seen < UNREACHABLE_AFTER
+
+    def lag(self) -> tuple[int, float]:
+        """Entries this host is behind the stream's head as last seen, and for how long."""
+        behind = max(self.stream.last_seq - self.engine.applied.seq, 0)
+        return behind, (time.monotonic() - self._caught_up_at) if behind else 0.0
+
+    def ready(self) -> tuple[bool, str]:
+        applied = self.engine.applied.seq
+        if self.stalled:
+            return False, self.stalled
+        if not self.stream.seen_at:
+            return False, f"the replicated log has not been reached yet ({self.stream.error})"
+        behind, _ = self.lag()
+        if behind > self.settings.ready_max_lag:
+            return False, f"catching up: applied {applied} of {self.stream.last_seq}"
+        routes, size = self.stream.routes, self.stream.cluster_size
+        if not self.reachable() and routes is not None and size and (routes + 1) * 2 <= size:
+            return False, (
+                f"cut off from the log: it sees {routes} of its {size - 1} peers "
+                f"(last reached {time.monotonic() - self.stream.seen_at:.0f} s ago)"
+            )
+        return True, f"applied {applied} of {self.stream.last_seq}"
+
+    def status(self) -> dict[str, Any]:
+        behind, seconds = self.lag()
+        stream = self.stream
+        return {
+            "mode": self.mode,
+            "applied_seq": self.engine.applied.seq,
+            "lag_entries": behind,
+            "lag_seconds": round(seconds, 3),
+            "reachable": self.reachable(),
+            "stalled": self.stalled or None,
+            "refused_entries": self.refused,
+            "stream": {
+                "name": self.settings.stream,
+                "first_seq": stream.first_seq,
+                "last_seq": stream.last_seq,
+                "messages": stream.messages,
+                "bytes": stream.bytes,
+                "max_bytes": stream.max_bytes,
+                "max_age_seconds": stream.max_age_seconds,
+                "replicas": stream.replicas,
+                "leader": stream.leader,
+                "peers": stream.peers,
+                "last_error": stream.error or None,
+            },
+            "peers_reachable": stream.routes,
+        }

@@ -1,0 +1,64 @@
+"""The single-host log: the operation log itself. A write is applied as it is logged,
+under the engine's write lock, and gets the next LSN as its sequence."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from codegraph.engine import Engine
+
+IDEMPOTENCY_WINDOW_SECONDS = 120  # as long as JetStream's duplicate window
+IDEMPOTENCY_KEYS = 100_000
+
+
+class LocalLog:
+    mode = "none"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # Idempotency-Key -> (seq, when): a retried write within the window is answered
+        # with what the first one gave. Kept in memory: a restart forgets them.
+        self._seen: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._seen_lock = threading.Lock()
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def submit(self, mutation: dict[str, Any], key: str | None) -> tuple[dict[str, Any], int, bool]:
+        """(result, sequence, whether it was a retry of an earlier write)."""
+        engine = self.engine
+        with engine.gate.use(), engine.write_lock:  # one write at a time: the key check too
+            if key is not None and (earlier := self._earlier(key)) is not None:
+                return engine.applied.outcome(earlier), earlier, True
+            seq = engine.oplog.last_lsn + 1
+            result = engine.apply_locked(seq, time.time(), mutation)
+            engine.applied.record(seq, result)
+            if key is not None:
+                self._remember(key, seq)
+        return result, seq, False
+
+    def _earlier(self, key: str) -> int | None:
+        with self._seen_lock:
+            found = self._seen.get(key)
+            if found and time.monotonic() - found[1] < IDEMPOTENCY_WINDOW_SECONDS:
+                return found[0]
+        return None
+
+    def _remember(self, key: str, seq: int) -> None:
+        with self._seen_lock:
+            self._seen[key] = (seq, time.monotonic())
+            while len(self._seen) > IDEMPOTENCY_KEYS:
+                self._seen.popitem(last=False)
+
+    def status(self) -> dict[str, Any]:
+        return {"mode": self.mode, "applied_seq": self.engine.applied.seq, "reachable": True}
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "the local operation log"

@@ -1,0 +1,164 @@
+"""A replicated fleet on loopback for the tests: a real NATS JetStream cluster (Debian's
+nats-server, TLS and passwords as the role sets them up) and codegraph-api processes
+that write through it."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import trustme
+
+from codegraph.replication.stream import StreamSpec, ensure_stream
+from codegraph.settings import parse_settings
+from conftest import API_KEY, Served, config_for, free_port, start_server
+
+NATS_PASSWORD = "nats-" + "p" * 28
+ROUTE_PASSWORD = "route-" + "r" * 27
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+@dataclass
+class NatsServer:
+    name: str
+    client_port: int
+    route_port: int
+    monitor_port: int
+    config: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"tls://localhost:{self.client_port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://127.0.0.1:{self.monitor_port}"
+
+
+@dataclass
+class NatsCluster:
+    root: Path
+    servers: list[NatsServer] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, root: Path, size: int = 3) -> NatsCluster:
+        root.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        cert = ca.issue_cert("localhost", "127.0.0.1")
+        cert.private_key_pem.write_to_path(str(root / "nats.key"))
+        cert.cert_chain_pems[0].write_to_path(str(root / "nats.crt"))
+        ca.cert_pem.write_to_path(str(root / "ca.crt"))
+        cluster = cls(root)
+        for index in range(size):
+            name = f"n{index}"
+            cluster.servers.append(
+                NatsServer(name, free_port(), free_port(), free_port(), root / f"{name}.conf")
+            )
+        for server in cluster.servers:
+            server.config.write_text(cluster._config(server))
+        for index in range(size):
+            cluster.start(index)
+        cluster.wait_for_jetstream()
+        return cluster
+
+    def _config(self, server: NatsServer) -> str:
+        routes = ", ".join(
+            f'"nats-route://route:{ROUTE_PASSWORD}@localhost:{other.route_port}"'
+            for other in self.servers
+            if other is not server
+        )
+        tls = (
+            f'cert_file: "{self.root}/nats.crt", key_file: "{self.root}/nats.key", '
+            f'ca_file: "{self.root}/ca.crt", timeout: 2'
+        )
+        return f"""
+server_name: {server.name}
+listen: 127.0.0.1:{server.client_port}
+http: 127.0.0.1:{server.monitor_port}
+max_payload: 67108864
+jetstream {{ store_dir: "{self.root}/{server.name}", max_memory_store: 64MB, max_file_store: 2GB }}
+tls {{ {tls} }}
+authorization {{ users = [ {{ user: codegraph, password: "{NATS_PASSWORD}" }} ] }}
+cluster {{
+  name: codegraph
+  listen: 127.0.0.1:{server.route_port}
+  tls {{ {tls}, verify: true }}
+  authorization {{ user: route, password: "{ROUTE_PASSWORD}" }}
+  routes = [ {routes} ]
+}}
+"""
+
+    def start(self, index: int) -> None:
+        server = self.servers[index]
+        log = open(self.root / f"{server.name}.log", "ab")  # noqa: SIM115 (the child keeps it)
+        server.process = subprocess.Popen(
+            [NATS_SERVER, "-c", str(server.config)], stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def stop(self, index: int, sig: int = signal.SIGTERM) -> None:
+        process = self.servers[index].process
+        if process is not None and process.poll() is None:
+            process.send_signal(sig)
+            process.wait(30)
+
+    def close(self) -> None:
+        for index in range(len(self.servers)):
+            self.stop(index, signal.SIGKILL)
+
+    def wait_for_jetstream(self, timeout: float = 30) -> None:
+        """Until every running server answers its health check (JetStream included)."""
+        deadline = time.monotonic() + timeout
+        for server in self.servers:
+            if server.process is None or server.process.poll() is not None:
+                continue
+            while True:
+                try:
+                    if httpx.get(server.monitor_url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, f"{server.name} did not come up"
+                time.sleep(0.2)
+
+    def replication(self, index: int) -> dict:
+        """The [replication] settings of the app host beside server index."""
+        ordered = [self.servers[index], *(s for s in self.servers if s is not self.servers[index])]
+        return {
+            "mode": "jetstream",
+            "servers": [server.url for server in ordered],
+            "ca_file": str(self.root / "ca.crt"),
+            "monitor_url": self.servers[index].monitor_url,
+        }
+
+
+def write_keys(root: Path) -> None:
+    keys = root / "config" / ".env"
+    keys.parent.mkdir(parents=True, exist_ok=True)
+    keys.write_text(f"CODEGRAPH_API_KEY={API_KEY}\nCODEGRAPH_NATS_PASSWORD={NATS_PASSWORD}\n")
+
+
+def create_stream(cluster: NatsCluster, root: Path, replicas: int = 3) -> dict:
+    write_keys(root)
+    settings = parse_settings(config_for(root, replication=cluster.replication(0)))
+    spec = StreamSpec(replicas, 3600, 1 << 30, 64 << 20)
+    deadline = time.monotonic() + 30
+    while True:  # the cluster elects its JetStream leader first
+        try:
+            return asyncio.run(ensure_stream(settings, spec, check=False))
+        except Exception:
+            assert time.monotonic() < deadline, "the stream could not be created"
+            time.sleep(0.5)
+
+
+def start_replica(root: Path, cluster: NatsCluster, index: int, **sections: dict) -> Served:
+    """A codegraph-api process writing through the cluster, beside server index."""
+    write_keys(root)
+    replication = {**cluster.replication(index), **sections.pop("replication", {})}
+    return start_server(root, tls=False, replication=replication, **sections)

@@ -1,0 +1,141 @@
+"""A replicated fleet: three codegraph-api processes writing through a real three-node
+NATS JetStream cluster on loopback. What is written through any host is on every host,
+in the same order, with identical content."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fleet import NatsCluster, create_stream, start_replica
+
+from conftest import Served, node
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[NatsCluster]:
+    nats = NatsCluster.create(tmp_path_factory.mktemp("nats"))
+    create_stream(nats, tmp_path_factory.mktemp("admin"))
+    yield nats
+    nats.close()
+
+
+@pytest.fixture(scope="module")
+def hosts(cluster, tmp_path_factory) -> Iterator[list[Served]]:
+    served = [
+        start_replica(tmp_path_factory.mktemp(f"app{index}"), cluster, index) for index in range(3)
+    ]
+    yield served
+    for host in served:
+        host.stop()
+
+
+def _converged(hosts: list[Served], timeout: float = 30) -> dict:
+    """Wait until every host has applied the same entries; their digests, compared."""
+    deadline = time.monotonic() + timeout
+    while True:
+        digests = []
+        for host in hosts:
+            with host.client() as http:
+                digests.append(http.get("/replication/digest").json())
+        if len({(d["applied_seq"], d["digest"]) for d in digests}) == 1:
+            return digests[0]
+        assert time.monotonic() < deadline, digests
+        time.sleep(0.2)
+
+
+def test_writes_through_any_host_reach_every_host_identically(hosts):
+    errors: list[str] = []
+
+    def writer(host: Served, name: str) -> None:
+        with host.client() as http:
+            for batch in range(15):
+                nodes = [node(f"{name}:{batch}:{i}", text=f"t {i}") for i in range(40)]
+                answer = http.post("/nodes", json={"nodes": nodes})
+                if answer.status_code != 200:
+                    errors.append(answer.text)
+                # the same node from every writer: the log decides the order, everywhere
+                http.post("/nodes", json={"nodes": [node("shared", text=f"{name} {batch}")]})
+
+    threads = [threading.Thread(target=writer, args=(h, f"w{i}")) for i, h in enumerate(hosts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    state = _converged(hosts)
+    assert state["nodes"] == 3 * 15 * 40 + 1
+    with hosts[2].client() as http:
+        assert http.get("/nodes/w0:14:39").status_code == 200
+
+
+def test_a_write_answers_with_its_sequence_and_any_host_reads_it_with_min_seq(hosts):
+    with hosts[0].client() as writer, hosts[1].client() as reader:
+        written = writer.post("/nodes", json={"nodes": [node("rw:1")]})
+        seq = int(written.headers["x-codegraph-seq"])
+        read = reader.get("/nodes/rw:1", headers={"X-CodeGraph-Min-Seq": str(seq)})
+        assert read.status_code == 200
+        assert int(read.headers["x-codegraph-applied-seq"]) >= seq
+        started = time.monotonic()
+        future = reader.get("/nodes/rw:1", headers={"X-CodeGraph-Min-Seq": str(seq + 10_000)})
+        assert future.status_code == 503 and future.headers["retry-after"] == "1"
+        assert "X-CodeGraph-Min-Seq" in future.json()["detail"]
+        assert 1.5 < time.monotonic() - started < 5  # waited replication.read_wait_seconds
+        bad = reader.get("/nodes/rw:1", headers={"X-CodeGraph-Min-Seq": "soon"})
+        assert bad.status_code == 400
+
+
+def test_a_retried_write_is_applied_once_whichever_host_gets_the_retry(hosts):
+    key = {"Idempotency-Key": "retry-test-1"}
+    with hosts[0].client() as first, hosts[2].client() as second:
+        created = first.post("/nodes", json={"nodes": [node("idem:1")]}, headers=key)
+        assert created.status_code == 200 and created.json()["created"] == 1
+        retried = second.post("/nodes", json={"nodes": [node("idem:1")]}, headers=key)
+        assert retried.status_code == 200
+        assert retried.headers["x-codegraph-seq"] == created.headers["x-codegraph-seq"]
+        assert retried.headers["idempotent-replayed"] == "true"
+        assert first.get("/nodes/idem:1").json()["version"] == 1  # not upserted twice
+        other = second.post(
+            "/nodes", json={"nodes": [node("idem:1")]}, headers={"Idempotency-Key": "other"}
+        )
+        assert int(other.headers["x-codegraph-seq"]) > int(created.headers["x-codegraph-seq"])
+
+
+def test_a_write_that_became_invalid_is_refused_the_same_everywhere(hosts):
+    with hosts[0].client() as first, hosts[1].client() as second:
+        first.post("/nodes", json={"nodes": [node("gone"), node("stays")]})
+        deleted = first.delete("/nodes/gone")
+        seq = deleted.headers["x-codegraph-seq"]
+        # a patch sent before the delete reached it would still be applied after: refused
+        patched = second.patch(
+            "/nodes/gone", json={"name": "late"}, headers={"X-CodeGraph-Min-Seq": seq}
+        )
+        assert patched.status_code == 404
+        edge = {"source": "stays", "target": "gone", "type": "calls"}
+        assert second.post("/edges", json={"edges": [edge]}).status_code == 422
+    _converged(hosts)
+    for host in hosts:
+        with host.client() as http:
+            assert http.get("/nodes/gone").status_code == 404
+            assert http.get("/replication").json()["refused_entries"] >= 2
+
+
+def test_every_host_reports_its_place_in_the_log(hosts):
+    state = _converged(hosts)
+    time.sleep(1.5)  # a probe of the stream's state (every second) saw the last entry
+    for host in hosts:
+        with host.client() as http:
+            status = http.get("/replication").json()
+            assert status["mode"] == "jetstream" and status["applied_seq"] == state["applied_seq"]
+            assert status["stream"]["replicas"] == 3 and status["stream"]["leader"]
+            assert status["stream"]["last_seq"] == state["applied_seq"]
+            assert status["lag_entries"] == 0 and status["reachable"]
+            ready = httpx.get(f"{host.url}/ready")
+            assert ready.status_code == 200 and ready.json()["ready"]
+            metrics = httpx.get(f"http://localhost:{host.metrics_port}/metrics").text
+            assert f"codegraph_replication_applied_seq {float(state['applied_seq'])}" in metrics
