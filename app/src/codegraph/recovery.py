@@ -209,10 +209,13 @@ def _restore(
         finally:
             engine.open_store()  # the restored data, or the old data if the swap failed
         reopened_at = time.monotonic()
-        engine.oplog.append(
-            time.time(), {"op": "restore", "backup_id": backup_id, "ranges": marker_ranges}
-        )
-        engine.applied.reset(engine.oplog.last_lsn)
+        if engine.settings.replication.mode == "none":
+            engine.oplog.append(
+                time.time(), {"op": "restore", "backup_id": backup_id, "ranges": marker_ranges}
+            )
+            engine.applied.reset(engine.oplog.last_lsn)
+        # (replicated, the operation log mirrors the stream entry for entry: no marker of
+        # this host's own; the restored state's applied sequence says where it goes on)
     log.info("%s from backup %s done: %d operations replayed", reason, backup_id, replayed)
     return {
         "status": "restored",
