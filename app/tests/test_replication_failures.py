@@ -225,3 +225,65 @@ def _purge_stream_before(cluster: NatsCluster, root: Path, seq: int) -> None:
         await connection.close()
 
     asyncio.run(purge())
+
+
+def _wait_applied(hosts: list[Served], seq: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    for host in hosts:
+        with host.client() as http:
+            while http.get("/replication").json()["applied_seq"] < seq:
+                assert time.monotonic() < deadline, f"{host.url} did not apply {seq}"
+                time.sleep(0.1)
+
+
+def test_the_fleet_recovers_to_a_point_in_time_together(fleet):
+    _, hosts = fleet
+    with hosts[0].client() as http:
+        http.post("/nodes", json={"nodes": [node(f"a:{i}") for i in range(30)]})
+        http.post("/backup")
+        http.post("/nodes", json={"nodes": [node(f"b:{i}") for i in range(30)]})
+        http.patch("/nodes/a:0", json={"name": "patched"})
+        http.delete("/nodes/a:1")
+    _converged(hosts)
+    time.sleep(1.1)
+    moment = time.strftime("%Y-%m-%d %H:%M:%S")  # the server's local time, as the runbook's
+    time.sleep(1.1)
+    with hosts[1].client() as http:
+        http.post("/nodes", json={"nodes": [node(f"c:{i}") for i in range(30)]})
+        assert (
+            http.post("/replication/adopt", json={"backup_id": "x", "digest": "0" * 64}).status_code
+            == 409
+        )
+        paused = http.post("/replication/pause", json={"reason": "test recovery"})
+        assert paused.status_code == 200
+    _wait_applied(hosts, int(paused.headers["x-codegraph-seq"]))
+    for host in hosts:
+        with host.client() as http:
+            refused = http.post("/nodes", json={"nodes": [node("during")]})
+            assert refused.status_code == 503 and "paused fleet-wide" in refused.text
+            assert http.post("/backup/restore", json={"backup_id": "x"}).status_code == 409
+    with hosts[0].client() as http:
+        prepared = http.post("/recovery/prepare", json={"recovery_time": moment}).json()
+    backup_id = prepared["backup_id"]
+    for host in hosts[1:]:
+        shutil.copytree(hosts[0].root / "backups" / backup_id, host.root / "backups" / backup_id)
+    with hosts[2].client() as http:
+        adopted = http.post(
+            "/replication/adopt", json={"backup_id": backup_id, "digest": prepared["digest"]}
+        )
+        assert adopted.status_code == 200, adopted.text
+    state = _converged(hosts)
+    assert state["digest"] == prepared["digest"]
+    with hosts[1].client() as http:
+        assert http.post("/nodes", json={"nodes": [node("still")]}).status_code == 503
+        assert http.get("/nodes/b:29").status_code == 200
+        assert http.get("/nodes/a:0").json()["name"] == "patched"
+        assert http.get("/nodes/a:1").status_code == 404
+        assert http.get("/nodes/c:0").status_code == 404  # after the moment: gone
+        assert http.post("/replication/resume").status_code == 200
+        assert http.post("/nodes", json={"nodes": [node("after")]}).status_code == 200
+    _converged(hosts)
+    for host in hosts:
+        with host.client() as http:
+            assert http.get("/nodes/after").status_code == 200
+            assert http.post("/integrity/check").json()["status"] == "ok"

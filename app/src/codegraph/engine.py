@@ -86,6 +86,10 @@ class Gate:
                 self.closed_for = None
 
 
+# Entries that steer the fleet rather than change the graph (codegraph.fleet_restore).
+CONTROL_OPS = ("pause_writes", "resume_writes", "adopt")
+
+
 @dataclass(frozen=True)
 class Written:
     """A write's answer: its result, its sequence in the log, and whether it was the
@@ -189,6 +193,8 @@ class Engine:
     def submit(self, mutation: dict[str, Any], key: str | None = None) -> Written:
         """The one write path: the mutation goes into the log, and is answered once this
         host has applied it. key (a client's Idempotency-Key) makes a retry safe."""
+        if self.store.paused and mutation["op"] not in CONTROL_OPS:
+            raise Unavailable(f"writes are paused fleet-wide: {self.store.paused}", retry_after=30)
         result, seq, replayed = self.log.submit(mutation, key)
         self.indexer.notify()
         return Written(result, seq, replayed)
@@ -259,6 +265,26 @@ class Engine:
                 raise InvalidInput(
                     f"node {node['id']!r}: end_line {end} is before start_line {start}"
                 )
+
+    def steer(self, entry: dict[str, Any]) -> Written:
+        """Put a control entry (pause, adopt, resume) in the fleet's log."""
+        if self.settings.replication.mode == "none":
+            raise Conflict(
+                "replication.mode is none: one host has no fleet to steer (restore with "
+                "POST /backup/restore or /recovery/point-in-time)"
+            )
+        if entry["op"] == "adopt" and not self.store.paused:
+            raise Conflict("pause writes first (POST /replication/pause)")
+        return self.submit(entry)
+
+    def require_single_host(self, what: str) -> None:
+        """One host alone may restore itself; a fleet restores together."""
+        if self.settings.replication.mode != "none":
+            raise Conflict(
+                f"this host is one of a replicated fleet: a {what} here alone would leave it "
+                "apart from the others; the fleet restores together (playbooks/restore.yml, "
+                "pitr.yml: pause, prepare, adopt, resume)"
+            )
 
     def upsert(
         self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]], key: str | None = None

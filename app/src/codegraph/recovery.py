@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from codegraph.store.graph import GraphStore, iso
 from codegraph.store.oplog import Entry
 
 log = logging.getLogger("codegraph.recovery")
+# Entries of the operation log where the state was replaced: a restore on this host
+# (with the log ranges replayed onto its backup), or a backup the fleet adopted.
+TIMELINE_MARKERS = ("restore", "adopt")
 
 
 def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
@@ -84,7 +88,7 @@ def list_backups(engine: Engine) -> list[dict[str, Any]]:
 
 
 def restore(engine: Engine, backup_id: str) -> dict[str, Any]:
-    return _restore(engine, backup_id, ranges=[], open_from=None, target_ts=None)
+    return restore_from(engine, backup_id, ranges=[], open_from=None, target_ts=None)
 
 
 def parse_recovery_time(text: str) -> float:
@@ -107,12 +111,14 @@ def point_in_time(engine: Engine, recovery_time: str) -> dict[str, Any]:
     target = parse_recovery_time(recovery_time)
     if target > time.time():
         raise InvalidInput(f"recovery_time {recovery_time!r} is in the future")
-    base_id, ranges, open_from = _plan(engine, target, recovery_time)
-    result = _restore(engine, base_id, ranges=ranges, open_from=open_from, target_ts=target)
+    base_id, ranges, open_from = plan_point_in_time(engine, target, recovery_time)
+    result = restore_from(engine, base_id, ranges=ranges, open_from=open_from, target_ts=target)
     return {**result, "recovery_time": recovery_time}
 
 
-def _plan(engine: Engine, target: float, shown: str) -> tuple[str, list[list[int]], int]:
+def plan_point_in_time(
+    engine: Engine, target: float, shown: str
+) -> tuple[str, list[list[int]], int]:
     """The base backup, the log ranges already part of its timeline, where to go on from.
 
     The latest event at or before the target decides: a backup (replay the log
@@ -122,12 +128,13 @@ def _plan(engine: Engine, target: float, shown: str) -> tuple[str, list[list[int
     events = [
         (b["created_ts"], b["oplog_lsn"], b["backup_id"], [], b["oplog_lsn"])
         for b in engine.backups.list()
-        if b["created_ts"] <= target
+        if b["created_ts"] <= target and b["kind"] != "prepared"  # (dated by its adoption)
     ]
     for entry in engine.oplog.read(0):
-        if entry.mutation["op"] == "restore" and entry.ts <= target:
+        if entry.mutation["op"] in TIMELINE_MARKERS and entry.ts <= target:
             marker = entry.mutation
-            events.append((entry.ts, entry.lsn, marker["backup_id"], marker["ranges"], entry.lsn))
+            ranges = marker.get("ranges", [])
+            events.append((entry.ts, entry.lsn, marker["backup_id"], ranges, entry.lsn))
     if not events:
         backups = engine.backups.list()
         oldest = (
@@ -146,7 +153,7 @@ def _plan(engine: Engine, target: float, shown: str) -> tuple[str, list[list[int
     return base_id, ranges, open_from
 
 
-def _replay(
+def replay_log(
     engine: Engine, store: GraphStore, ranges: list[list[int]], open_from: int, target: float
 ) -> tuple[int, list[list[int]]]:
     applied = 0
@@ -154,11 +161,11 @@ def _replay(
         for entry in engine.oplog.read(start):
             if entry.lsn > end:
                 break
-            if entry.mutation["op"] != "restore":
+            if entry.mutation["op"] not in TIMELINE_MARKERS:
                 applied += _replay_one(engine, store, entry)
     last = open_from
     for entry in engine.oplog.read(open_from):
-        if entry.ts > target or entry.mutation["op"] == "restore":
+        if entry.ts > target or entry.mutation["op"] in TIMELINE_MARKERS:
             break
         applied += _replay_one(engine, store, entry)
         last = entry.lsn
@@ -175,14 +182,17 @@ def _replay_one(engine: Engine, store: GraphStore, entry: Entry) -> int:
     return 1
 
 
-def _restore(
+def restore_from(
     engine: Engine,
     backup_id: str,
     *,
     ranges: list[list[int]],
     open_from: int | None,
     target_ts: float | None,
+    on_staged: Callable[[GraphStore], None] | None = None,
 ) -> dict[str, Any]:
+    """Verify backup_id, stage it (replaying ranges and the log from open_from up to
+    target_ts; then on_staged, a last change to the staged store), swap it in."""
     started = time.monotonic()
     engine.backups.verify(backup_id)  # every checksum, before anything is replaced
     verified_at = time.monotonic()
@@ -193,10 +203,15 @@ def _restore(
         swaps = stage_restore(engine.backups.dir / backup_id, db_path, index_path)
         try:
             replayed, marker_ranges = 0, []
-            if open_from is not None:
+            if open_from is not None or on_staged is not None:
                 staged = GraphStore(swaps[0][1], engine.store_options(), sync=False)
                 try:
-                    replayed, marker_ranges = _replay(engine, staged, ranges, open_from, target_ts)
+                    if open_from is not None:
+                        replayed, marker_ranges = replay_log(
+                            engine, staged, ranges, open_from, target_ts
+                        )
+                    if on_staged is not None:
+                        on_staged(staged)
                 finally:
                     staged.close()
         except BaseException:

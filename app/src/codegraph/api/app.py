@@ -5,7 +5,17 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from codegraph import __version__
-from codegraph.api import backup, errors, nodes, operations, parse, search, system, vector
+from codegraph.api import (
+    backup,
+    errors,
+    nodes,
+    operations,
+    parse,
+    replication,
+    search,
+    system,
+    vector,
+)
 from codegraph.api.middleware import OPEN_PATHS, ServiceMiddleware
 from codegraph.auth import ApiKeys
 from codegraph.engine import Engine
@@ -25,7 +35,7 @@ def create_app(engine: Engine, keys: ApiKeys) -> FastAPI:
     app.state.parse_worker = ParseWorker(
         timeout=server.parse_timeout_seconds, memory_bytes=server.parse_memory_bytes
     )
-    for module in (system, nodes, search, parse, vector, backup, operations):
+    for module in (system, nodes, search, parse, vector, backup, operations, replication):
         app.include_router(module.router)
     errors.install(app)
     app.add_middleware(

@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter
 
-from codegraph import recovery
+from codegraph import fleet_restore, recovery
 from codegraph.api.deps import EngineDep
-from codegraph.api.models import PointInTimeRequest, RestoreRequest
+from codegraph.api.models import PointInTimeRequest, PrepareRequest, RestoreRequest
 from codegraph.api.routing import OrjsonRoute
 
 router = APIRouter(tags=["backup"], route_class=OrjsonRoute)
@@ -29,6 +29,7 @@ def list_backups(engine: EngineDep) -> dict:
 
 @router.post("/backup/restore", summary="Restore a backup (verified before anything is replaced)")
 def restore(payload: RestoreRequest, engine: EngineDep) -> dict:
+    engine.require_single_host("restore")
     return recovery.restore(engine, payload.backup_id)
 
 
@@ -37,4 +38,17 @@ def restore(payload: RestoreRequest, engine: EngineDep) -> dict:
     summary="The latest backup before the time, plus the operation log replayed up to it",
 )
 def point_in_time(payload: PointInTimeRequest, engine: EngineDep) -> dict:
+    engine.require_single_host("point-in-time recovery")
     return recovery.point_in_time(engine, payload.recovery_time)
+
+
+@router.post(
+    "/recovery/prepare",
+    summary="A new backup of a backup's state, or of the state at a time (live data untouched)",
+    description="What a fleet restores together (POST /replication/adopt); its digest "
+    "is the state's fingerprint.",
+)
+def prepare(payload: PrepareRequest, engine: EngineDep) -> dict:
+    return fleet_restore.prepare(
+        engine, backup_id=payload.backup_id, recovery_time=payload.recovery_time
+    )

@@ -198,3 +198,19 @@ class PointInTimeRequest(_Body):
 class AutoTuneRequest(_Body):
     target_recall: Annotated[float, Field(gt=0, le=1)] = 0.95
     apply: bool = True
+
+
+class PrepareRequest(_Body):
+    backup_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    recovery_time: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        None, description="as for POST /recovery/point-in-time"
+    )
+
+
+class PauseRequest(_Body):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)]
+
+
+class AdoptRequest(_Body):
+    backup_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    digest: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]

@@ -24,21 +24,6 @@ def ready(engine: EngineDep) -> JSONResponse:
     return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
 
-@router.get("/replication", summary="This host's place in the log, and the log's state")
-def replication(engine: EngineDep) -> dict:
-    return engine.log.status()
-
-
-@router.get(
-    "/replication/digest",
-    summary="A digest of the whole graph at this host's applied sequence",
-    description="Equal digests at equal sequences: equal graphs (every host of a fleet "
-    "converges to the same). Reads every entry: seconds at a million nodes.",
-)
-def digest(engine: EngineDep) -> dict:
-    return engine.digest()
-
-
 @router.get("/stats", summary="Totals: nodes, edges, sizes, vectors, uptime")
 def stats(engine: EngineDep) -> dict:
     return engine.stats()

@@ -37,7 +37,7 @@ import nats
 import orjson
 from nats.js import api as js_api
 
-from codegraph import metrics
+from codegraph import fleet_restore, metrics
 from codegraph.errors import CodeGraphError, Unavailable
 from codegraph.replication.stream import connection_options
 
@@ -208,12 +208,19 @@ class JetStreamLog:
         """Apply one entry, or note the error every host refuses it with; retried (never
         skipped) while the store is closed for a restore or fails unexpectedly."""
         engine = self.engine
+        if mutation["op"] == "adopt" and seq == self._start_seq():
+            self._adopt(seq, ts, mutation)  # a restore: it takes the locks itself
+            return
         while not self._stopping.is_set() and not self.stalled:
             try:
                 with engine.gate.use(), engine.write_lock:
                     needed = self._start_seq()  # the ordered consumer never skips one...
                     if seq > needed:  # ...unless the stream no longer has it
-                        self._stall(needed, seq)
+                        self._stall(
+                            f"entries {needed}..{seq - 1} are no longer in the stream (it "
+                            f"starts at {self.stream.first_seq}); bootstrap this host from a "
+                            "recent backup (playbooks/add_host.yml)"
+                        )
                         return
                     if seq <= engine.applied.seq:  # in the store already: the log's copy only
                         if seq > engine.oplog.last_lsn:
@@ -236,13 +243,22 @@ class JetStreamLog:
                 log.exception("applying entry %d failed; trying it again", seq)
                 time.sleep(1.0)
 
-    def _stall(self, missing_from: int, got: int) -> None:
-        self.stalled = (
-            f"entries {missing_from}..{got - 1} are no longer in the stream (it starts at "
-            f"{self.stream.first_seq}); bootstrap this host from a recent backup "
-            "(playbooks/add_host.yml)"
-        )
-        log.error("replicated log: cannot go on: %s", self.stalled)
+    def _adopt(self, seq: int, ts: float, entry: dict[str, Any]) -> None:
+        """The fleet adopts a backup at this entry; a host that cannot stops here."""
+        try:
+            outcome = fleet_restore.adopt(self.engine, seq, ts, entry)
+        except CodeGraphError as error:
+            self._stall(
+                f"entry {seq} adopts backup {entry['backup_id']}, which failed here: {error}; "
+                "bootstrap this host (playbooks/add_host.yml)"
+            )
+            return
+        self.engine.applied.record(seq, outcome)
+        self.engine.indexer.notify()
+
+    def _stall(self, reason: str) -> None:
+        self.stalled = reason
+        log.error("replicated log: cannot go on: %s", reason)
 
     # ---------------------------------------------------------------- submit
     def submit(self, mutation: dict[str, Any], key: str | None) -> tuple[dict[str, Any], int, bool]:

@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 import rocksdict
 
-from codegraph.errors import DatabaseInUse, InvalidInput, NotFound
+from codegraph.errors import DatabaseInUse, InvalidInput, NotFound, Unavailable
 from codegraph.text import name_keys
 
 COLUMN_FAMILIES = ("nodes", "embeddings", "edges", "lookup")
@@ -53,6 +53,7 @@ NODE_FIELDS = (
 # applied_seq: the last log entry this state includes (codegraph.replication)
 _COUNTERS = ("nodes_total", "edges_total", "vq_seq", "applied_seq")
 _U64 = struct.Struct(">Q")
+_PAUSED = b"m:writes_paused"  # a fleet-wide pause (codegraph.replication): its reason
 SCAN_LIMIT = 100_000  # entries one list/search request may examine
 
 
@@ -93,6 +94,7 @@ class Plan:
 
     counters: dict[str, int]
     result: dict[str, Any] = field(default_factory=dict)
+    paused: str | None = None  # a pause or resume of writes: the new reason ("" resumed)
     operations: dict[str, list[tuple[bytes, bytes | None]]] = field(default_factory=dict)
 
     def put(self, family: str, key: bytes, value: bytes) -> None:
@@ -134,6 +136,7 @@ class GraphStore:
         self._write_options = rocksdict.WriteOptions()
         self._write_options.sync = sync
         self.counters = {name: self._read_counter(name) for name in _COUNTERS}
+        self.paused = (self.db.get(_PAUSED) or b"").decode()  # why writes are paused, or ""
 
     def _read_counter(self, name: str) -> int:
         raw = self.db.get(b"m:" + name.encode())
@@ -272,7 +275,11 @@ class GraphStore:
         if seq is not None:
             plan.counters["applied_seq"] = seq
         operation = mutation["op"]
-        if operation == "upsert":
+        if operation in ("pause_writes", "resume_writes"):
+            self._plan_pause(plan, mutation)
+        elif self.paused:  # every host refuses a write that came after the pause
+            raise Unavailable(f"writes are paused fleet-wide: {self.paused}", retry_after=30)
+        elif operation == "upsert":
             self._plan_upsert(plan, mutation, ts)
         elif operation == "delete_nodes":
             self._plan_delete_nodes(plan, mutation["ids"])
@@ -288,6 +295,18 @@ class GraphStore:
     def commit(self, plan: Plan) -> None:
         self.db.write(plan.batch(self._handle), self._write_options)
         self.counters = plan.counters
+        if plan.paused is not None:
+            self.paused = plan.paused
+
+    def _plan_pause(self, plan: Plan, mutation: dict[str, Any]) -> None:
+        """Writes paused (with a reason) or resumed, fleet-wide: part of the state."""
+        if mutation["op"] == "pause_writes":
+            plan.paused = mutation.get("reason") or "paused by an operator"
+            plan.put("default", _PAUSED, plan.paused.encode())
+        else:
+            plan.paused = ""
+            plan.delete("default", _PAUSED)
+        plan.result = {"writes": "paused" if plan.paused else "resumed"}
 
     def set_counters(self, **exact: int) -> bool:
         """Overwrite counters with recounted values; True if any had drifted."""
