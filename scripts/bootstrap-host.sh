@@ -8,6 +8,7 @@ packages=(
   prometheus                                  # promtool, for the alert rules
   curl jq openssl shellcheck                  # the runbook's tools, scripts linted
   wrk                                         # load generation in benchmarks
+  nats-server                                 # a real JetStream cluster for the app's tests
 )
 missing=()
 for package in "${packages[@]}"; do

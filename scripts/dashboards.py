@@ -45,6 +45,11 @@ def panel(title, description, unit, *targets, kind="timeseries", width=12, decim
     }
 
 
+def row(title: str) -> dict:
+    """A full-width row heading the panels after it."""
+    return {"type": "row", "title": title, "collapsed": False, "panels": [], "_width": 24}
+
+
 def quantile(q: float) -> str:
     return (
         f"histogram_quantile({q}, sum by (instance, le) "
@@ -112,6 +117,45 @@ DASHBOARDS = {
                     f"sum by (instance) (rate(codegraph_auth_failures_total{{{SVC}}}[{RATE}]))",
                     "{{instance}}",
                 ),
+            ),
+            row("Replication"),
+            panel(
+                "Applied sequence",
+                "The last log entry each host applied, beside the stream's last entry: in a "
+                "replicated fleet the lines run together (one host: its operation log).",
+                "short",
+                (f"codegraph_replication_applied_seq{{{SVC}}}", "applied {{instance}}"),
+                (f"codegraph_replication_stream_last_seq{{{SVC}}}", "stream, seen by {{instance}}"),
+                width=8,
+            ),
+            panel(
+                "Replication lag",
+                "Entries each host is behind the stream, and for how long "
+                "(CodeGraphReplicationLagging fires past a minute).",
+                "short",
+                (f"codegraph_replication_lag_entries{{{SVC}}}", "entries {{instance}}"),
+                (f"codegraph_replication_lag_seconds{{{SVC}}}", "seconds {{instance}}"),
+                width=8,
+            ),
+            panel(
+                "Log reachable, host ready",
+                "1 while the stream answers the host, and while it takes traffic (/ready); "
+                "0 without quorum, cut off, or catching up.",
+                "none",
+                (f"codegraph_replication_log_reachable{{{SVC}}}", "reachable {{instance}}"),
+                (f"codegraph_replication_ready{{{SVC}}}", "ready {{instance}}"),
+                width=4,
+            ),
+            panel(
+                "Stream usage",
+                "Bytes the stream holds as a share of its limit (past it the oldest entries go).",
+                "percentunit",
+                (
+                    f"codegraph_replication_stream_bytes{{{SVC}}} "
+                    f"/ (codegraph_replication_stream_max_bytes{{{SVC}}} > 0)",
+                    "{{instance}}",
+                ),
+                width=4,
             ),
         ],
     ),

@@ -61,7 +61,7 @@ def expressions() -> list[tuple[str, str]]:
     ]
     for uid, dashboard in dashboards().items():
         for panel in dashboard["panels"]:
-            for target in panel["targets"]:
+            for target in panel.get("targets", []):  # (a row has none)
                 found.append((f"{uid}: {panel['title']}", substitute(target["expr"])))
     return found
 

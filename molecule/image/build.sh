@@ -11,7 +11,7 @@ mirror=http://deb.debian.org/debian
 include=(
   systemd systemd-sysv dbus sudo python3 python3-apt python3-venv iproute2 procps
   ca-certificates curl jq openssl cron logrotate gzip tar less openssh-server sysstat
-  prometheus prometheus-alertmanager prometheus-node-exporter haproxy socat
+  prometheus prometheus-alertmanager prometheus-node-exporter haproxy socat nats-server
 )
 recipe_hash=$( (cat "$0"; printf '%s\n' "${include[@]}") | sha256sum | cut -c1-12)
 image="$name:$recipe_hash"
@@ -30,7 +30,7 @@ deb $mirror bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 SOURCES
 # Services a container should not run on its own; the roles enable what they need.
-for unit in prometheus prometheus-alertmanager prometheus-node-exporter haproxy \
+for unit in prometheus prometheus-alertmanager prometheus-node-exporter haproxy nats-server \
   systemd-timesyncd getty@tty1 apt-daily.timer apt-daily-upgrade.timer; do
   rm -f "$root"/etc/systemd/system/*.wants/"$unit"*
 done

@@ -119,7 +119,7 @@ class Engine:
             self.oplog = OpLog(
                 settings.oplog.path,
                 retention_days=settings.oplog.retention_days,
-                sync=settings.database.sync_writes,
+                sync=self.syncs_writes,
             )
             self.backups = BackupStore(settings.backup.dir, settings.backup.keep)
             self.open_store()
@@ -150,6 +150,13 @@ class Engine:
             ) from None
         return handle
 
+    @property
+    def syncs_writes(self) -> bool:
+        """Whether each write is fsync'ed here. Replicated, it is not: an acknowledged
+        write is in the stream on a quorum of hosts, and what a crash takes from this
+        host's unsynced tail it applies again from the stream (docs/replication.md)."""
+        return self.settings.database.sync_writes and self.settings.replication.mode == "none"
+
     def store_options(self):
         db = self.settings.database
         return build_options(
@@ -160,7 +167,7 @@ class Engine:
 
     def open_store(self) -> None:
         db = self.settings.database
-        self.store = GraphStore(db.path, self.store_options(), sync=db.sync_writes)
+        self.store = GraphStore(db.path, self.store_options(), sync=self.syncs_writes)
         # The local log's position is the operation log's; a replicated log's is what
         # the store says it applied (the stream, not this log, is then the record).
         local = self.settings.replication.mode == "none"

@@ -143,18 +143,16 @@ def _replication_families(status: dict[str, Any]) -> Iterator[Any]:
     def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
         return GaugeMetricFamily(f"codegraph_replication_{name}", doc, value=value)
 
+    # (one host: its operation log is the log, always reachable, never behind)
+    stream = status["stream"]
     yield gauge("applied_seq", "The last log entry this host applied.", status["applied_seq"])
     yield gauge("ready", "1 when this host may take traffic (GET /ready).", int(status["ready"]))
-    if status["mode"] != "jetstream":
-        return
-    stream = status["stream"]
     yield gauge("log_reachable", "1 while the stream answers this host.", int(status["reachable"]))
     yield gauge("lag_entries", "Entries this host is behind the stream.", status["lag_entries"])
     yield gauge("lag_seconds", "How long this host has been behind.", status["lag_seconds"])
     yield gauge("stalled", "1 when entries it needs left the stream.", int(bool(status["stalled"])))
     yield gauge("stream_last_seq", "The stream's last entry, as last seen.", stream["last_seq"])
     yield gauge("stream_first_seq", "The stream's first entry kept.", stream["first_seq"])
-    yield gauge("stream_messages", "Entries the stream holds.", stream["messages"])
     yield gauge("stream_bytes", "Bytes the stream holds.", stream["bytes"])
     yield gauge("stream_max_bytes", "The stream's size limit (-1: none).", stream["max_bytes"])
     yield gauge("stream_max_age_seconds", "How long it keeps entries.", stream["max_age_seconds"])

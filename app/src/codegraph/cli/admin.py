@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--max-age-seconds", type=float, required=True)
             sub.add_argument("--max-bytes", type=int, required=True)
             sub.add_argument("--max-msg-size", type=int, required=True)
-            sub.add_argument("--check", action="store_true", help="say what would change")
+            mode = sub.add_mutually_exclusive_group(required=True)
+            mode.add_argument("--check", action="store_true", help="say what would change")
+            mode.add_argument("--apply", action="store_true", help="create or change it")
     args = parser.parse_args(argv)
     if args.command == "check-config" and args.file:
         args.config = args.file

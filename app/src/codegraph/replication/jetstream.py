@@ -385,7 +385,6 @@ class JetStreamLog:
                 "name": self.settings.stream,
                 "first_seq": stream.first_seq,
                 "last_seq": stream.last_seq,
-                "messages": stream.messages,
                 "bytes": stream.bytes,
                 "max_bytes": stream.max_bytes,
                 "max_age_seconds": stream.max_age_seconds,

@@ -58,7 +58,30 @@ class LocalLog:
                 self._seen.popitem(last=False)
 
     def status(self) -> dict[str, Any]:
-        return {"mode": self.mode, "applied_seq": self.engine.applied.seq, "reachable": True}
+        """As the replicated log's: the local operation log is this host's whole log."""
+        oplog = self.engine.oplog
+        return {
+            "mode": self.mode,
+            "applied_seq": self.engine.applied.seq,
+            "lag_entries": 0,
+            "lag_seconds": 0.0,
+            "reachable": True,
+            "stalled": None,
+            "refused_entries": 0,
+            "stream": {
+                "name": "operation log",
+                "first_seq": oplog.first_lsn(),
+                "last_seq": oplog.last_lsn,
+                "bytes": oplog.size_bytes(),
+                "max_bytes": -1,
+                "max_age_seconds": oplog.retention_seconds,
+                "replicas": 1,
+                "leader": "local",
+                "peers": [],
+                "last_error": None,
+            },
+            "peers_reachable": None,
+        }
 
     def ready(self) -> tuple[bool, str]:
         return True, "the local operation log"
