@@ -1,11 +1,19 @@
 #!/usr/bin/env python3
-"""Requests through the load balancer until a stop file appears (or a time limit),
-counting every outcome. Runs on the load balancer host, against its own front end.
+"""Reads and writes through the load balancer until a stop file appears (or a time
+limit), counting every outcome. Runs on the load balancer host, against its own front end.
 
     loadgen.py KEY_FILE IDS_FILE OUT_FILE [SECONDS]
 
+Readers ask for the seeded nodes, /stats, search and /health. Writers create nodes of
+their own (ids lg:<writer>:<n>), each write with an Idempotency-Key and retried with it
+while the answer is a 503 with Retry-After (the documented fast refusal) or the
+connection broke: a careful client. Every acknowledged write is recorded with its
+sequence (OUT_FILE.acked: "id seq" lines), and read back at once with
+X-CodeGraph-Min-Seq through the load balancer (read your writes, on whichever host).
+
 The API key is re-read whenever KEY_FILE changes (a client switching keys during a
-rotation); each request records which key it used. OUT_FILE gets a JSON summary.
+rotation); each request records which key it used. OUT_FILE gets a JSON summary;
+a 503 with Retry-After is counted apart from failures.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ import time
 
 HOST, PORT, CA = "127.0.0.1", 8443, "/etc/haproxy/codegraph-ca.crt"
 STOP = "/tmp/loadgen.stop"
-THREADS = 3
+READERS, WRITERS = 3, 2
+NODES_PER_WRITE = 10
+WRITE_ATTEMPTS = 30  # a write retried this often (0.5 s apart) before it counts as failed
 
 
 class Key:
@@ -41,9 +51,51 @@ class Key:
             return self.value, self.id
 
 
-def worker(key: Key, ids: list[str], deadline: float, results: list, lock: threading.Lock) -> None:
-    context = ssl.create_default_context(cafile=CA)
-    connection = None
+class Client:
+    """One connection through the load balancer; every answer noted in results."""
+
+    def __init__(self, key: Key, results: list, lock: threading.Lock) -> None:
+        self.key, self.results, self.lock = key, results, lock
+        self.context = ssl.create_default_context(cafile=CA)
+        self.connection: http.client.HTTPSConnection | None = None
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    ) -> tuple[object, dict, bytes]:
+        value, key_id = self.key.current()
+        started = time.time()
+        answer: dict = {}
+        data = b""
+        try:
+            if self.connection is None:
+                self.connection = http.client.HTTPSConnection(
+                    HOST, PORT, context=self.context, timeout=30
+                )
+            self.connection.request(
+                method,
+                path,
+                body=body,
+                headers={
+                    "Authorization": f"Bearer {value}",
+                    "Content-Type": "application/json",
+                    **(headers or {}),
+                },
+            )
+            response = self.connection.getresponse()
+            data = response.read()
+            answer = {name.lower(): text for name, text in response.getheaders()}
+            outcome: object = response.status
+            if outcome == 503 and "retry-after" in answer:
+                outcome = "503-retry-after"
+        except Exception as error:  # every failure counts, whatever its kind
+            outcome = f"error:{type(error).__name__}"
+            self.connection = None
+        with self.lock:
+            self.results.append((started, outcome, key_id, f"{method} {path}"))
+        return outcome, answer, data
+
+
+def reader(client: Client, ids: list[str], deadline: float) -> None:
     rng = random.Random()
     while not os.path.exists(STOP) and time.time() < deadline:
         path = rng.choice(
@@ -55,21 +107,34 @@ def worker(key: Key, ids: list[str], deadline: float, results: list, lock: threa
                 f"/nodes/{rng.choice(ids)}",
             ]
         )
-        value, key_id = key.current()
-        started = time.time()
-        try:
-            if connection is None:
-                connection = http.client.HTTPSConnection(HOST, PORT, context=context, timeout=30)
-            connection.request("GET", path, headers={"Authorization": f"Bearer {value}"})
-            response = connection.getresponse()
-            response.read()
-            outcome = response.status
-        except Exception as error:  # every failure counts, whatever its kind
-            outcome = f"error:{type(error).__name__}"
-            connection = None
-        with lock:
-            results.append((started, outcome, key_id, path))
+        client.request("GET", path)
         time.sleep(0.01)
+
+
+def writer(client: Client, number: int, deadline: float, acked: list, lock: threading.Lock) -> None:
+    batch = 0
+    while not os.path.exists(STOP) and time.time() < deadline:
+        ids = [f"lg:{number}:{batch:06d}:{i}" for i in range(NODES_PER_WRITE)]
+        body = json.dumps(
+            {"nodes": [{"id": node_id, "kind": "function", "name": "lg"} for node_id in ids]}
+        ).encode()
+        key = f"loadgen-{os.getpid()}-{number}-{batch}"
+        for _ in range(WRITE_ATTEMPTS):  # the same key: applied once, however often sent
+            outcome, answer, _ = client.request("POST", "/nodes", body, {"Idempotency-Key": key})
+            if outcome == 200:
+                seq = int(answer["x-codegraph-seq"])
+                with lock:
+                    acked.extend((node_id, seq) for node_id in ids)
+                # read it back through the load balancer, from whichever host
+                client.request(
+                    "GET", f"/nodes/{ids[-1]}", headers={"X-CodeGraph-Min-Seq": str(seq)}
+                )
+                break
+            if outcome != "503-retry-after" and not str(outcome).startswith("error:"):
+                break  # refused for good: counted as a failure
+            time.sleep(0.5)
+        batch += 1
+        time.sleep(0.05)
 
 
 def main() -> None:
@@ -78,9 +143,15 @@ def main() -> None:
     with open(ids_file) as handle:
         ids = [line.strip() for line in handle if line.strip()]
     key, results, lock = Key(key_file), [], threading.Lock()
+    acked: list[tuple[str, int]] = []
     threads = [
-        threading.Thread(target=worker, args=(key, ids, deadline, results, lock))
-        for _ in range(THREADS)
+        threading.Thread(target=reader, args=(Client(key, results, lock), ids, deadline))
+        for _ in range(READERS)
+    ] + [
+        threading.Thread(
+            target=writer, args=(Client(key, results, lock), number, deadline, acked, lock)
+        )
+        for number in range(WRITERS)
     ]
     for thread in threads:
         thread.start()
@@ -90,13 +161,20 @@ def main() -> None:
     for _, outcome, _, _ in results:
         by_outcome[str(outcome)] = by_outcome.get(str(outcome), 0) + 1
     failures = [
-        {"t": t, "outcome": str(o), "key": k, "path": p} for t, o, k, p in results if o != 200
+        {"t": t, "outcome": str(o), "key": k, "path": p}
+        for t, o, k, p in results
+        if o not in (200, "503-retry-after")
     ]
+    with open(out_file + ".acked", "w") as out:
+        out.writelines(f"{node_id} {seq}\n" for node_id, seq in acked)
     summary = {
         "total": len(results),
         "by_outcome": by_outcome,
         "failures": failures[:200],
         "failure_count": len(failures),
+        "retryable_503": by_outcome.get("503-retry-after", 0),
+        "acknowledged_writes": len(acked) // NODES_PER_WRITE,
+        "max_seq": max((seq for _, seq in acked), default=0),
         "first": min((r[0] for r in results), default=None),
         "last": max((r[0] for r in results), default=None),
     }

@@ -70,9 +70,47 @@ def release_state() -> dict[str, tuple[str, str, str]]:
     return state
 
 
+def converged(timeout: float = 120) -> dict:
+    """Wait until every app host has applied the same entries with identical content;
+    returns that state (applied_seq, digest, nodes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for name in APPS:
+            try:
+                states.append(api(name, "GET", "/replication/digest"))
+            except AssertionError:  # (a host restarting)
+                states.append({})
+        if all(states) and len({(s["applied_seq"], s["digest"]) for s in states}) == 1:
+            return states[0]
+        assert time.monotonic() < deadline, f"the hosts did not converge: {states}"
+        time.sleep(1)
+
+
+def listed(prefix: str, name: str = APPS[0]) -> set[str]:
+    """Every node id with this prefix on one host (GET /nodes, page by page)."""
+    found, cursor = set(), prefix
+    while True:
+        page = api(name, "GET", f"/nodes?limit=1000&cursor={cursor}")
+        ids = [node["id"] for node in page["nodes"] if node["id"].startswith(prefix)]
+        found.update(ids)
+        if len(ids) < len(page["nodes"]) or not page["next_cursor"]:
+            return found
+        cursor = page["next_cursor"]
+
+
+def every_acknowledged_write_everywhere(summary: dict) -> None:
+    """0 acknowledged writes lost, and every host's digest identical (bounded time)."""
+    assert summary["acknowledged_writes"] > 0, summary
+    state = converged()
+    assert state["applied_seq"] >= summary["max_seq"]
+    missing = set(summary["acked"]) - listed("lg:")
+    assert not missing, f"{len(missing)} acknowledged nodes lost, e.g. {sorted(missing)[:5]}"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def seeded():
-    """The same nodes on every host, so reads through the load balancer find them."""
+    """Nodes every reader asks for: written through one host, on every host."""
     nodes = [
         {
             "id": node_id,
@@ -82,8 +120,8 @@ def seeded():
         }
         for node_id in SEEDED
     ]
-    for name in APPS:
-        api(name, "POST", "/nodes", {"nodes": nodes})
+    api(APPS[0], "POST", "/nodes", {"nodes": nodes})
+    converged()
     ops = host("cg-fleet-ops")
     ops.check_output("cat > /tmp/loadgen.ids <<'EOF'\n" + "\n".join(SEEDED) + "\nEOF")
     loadgen = (TOP / "molecule/fleet/files/loadgen.py").read_text()
@@ -104,7 +142,7 @@ class Load:
 
     def start(self) -> None:
         self.set_key(api_key())
-        self.ops.run("systemctl reset-failed loadgen; rm -f /tmp/loadgen.stop /tmp/loadgen.json")
+        self.ops.run("systemctl reset-failed loadgen; rm -f /tmp/loadgen.stop /tmp/loadgen.json*")
         self.ops.check_output(
             "systemd-run --unit=loadgen --collect python3 /tmp/loadgen.py "
             "/tmp/loadgen.key /tmp/loadgen.ids /tmp/loadgen.json 1500"
@@ -117,7 +155,10 @@ class Load:
         while not self.ops.file("/tmp/loadgen.json").exists:
             assert time.monotonic() < deadline, "the load generator did not stop"
             time.sleep(1)
-        return json.loads(self.ops.file("/tmp/loadgen.json").content_string)
+        summary = json.loads(self.ops.file("/tmp/loadgen.json").content_string)
+        acked = self.ops.file("/tmp/loadgen.json.acked").content_string.split()
+        summary["acked"] = acked[0::2]  # "id seq" pairs
+        return summary
 
 
 @contextmanager
@@ -132,5 +173,6 @@ def under_load():
 
 
 def no_failures(summary: dict) -> None:
+    """No failed request but the documented fast refusals (503 with Retry-After)."""
     assert summary["total"] > 100, summary
     assert summary["failure_count"] == 0, summary["failures"][:10]

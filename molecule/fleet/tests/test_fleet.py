@@ -19,7 +19,10 @@ from conftest import (
     TOP,
     api,
     api_key,
+    converged,
+    every_acknowledged_write_everywhere,
     host,
+    listed,
     no_failures,
     playbook,
     release_state,
@@ -83,6 +86,7 @@ def test_rolling_deploy_of_a_new_release_fails_no_request():
         result = playbook("deploy.yml", "-e", "codegraph_version=1.0.1")
     assert result.returncode == 0, result.stdout[-5000:]
     no_failures(summary)
+    every_acknowledged_write_everywhere(summary)
     assert [served_version(name) for name in APPS] == ["1.0.1"] * 3
     # staged everywhere first, then one host per batch (a canary, then 50% of 3 = 1 at a time)
     plays = [line for line in result.stdout.splitlines() if line.startswith("PLAY [")]
@@ -103,6 +107,7 @@ def test_maintenance_window_fails_no_request():
         result = playbook("maintenance.yml")
     assert result.returncode == 0, result.stdout[-5000:]
     no_failures(summary)
+    every_acknowledged_write_everywhere(summary)
     reports = list((TOP / "reports/maintenance").glob("cg-fleet-app*-*.json"))
     assert {report.name.split("-2")[0] for report in reports} >= set(APPS)
 
@@ -126,6 +131,7 @@ def test_api_key_rotation_without_a_401_after_clients_switch():
     ]
     assert not after_switch, after_switch[:10]
     no_failures(summary)  # the old key kept working during the window, too
+    every_acknowledged_write_everywhere(summary)
     for name in APPS:
         box = host(name)
         old = box.check_output(
@@ -192,6 +198,7 @@ def test_hotfix_that_never_gets_healthy_rolls_back_the_canary_only(tmp_path):
         assert result.returncode != 0
         assert "did not become healthy" in output and "rolled back" in output, output[-3000:]
         no_failures(summary)
+        every_acknowledged_write_everywhere(summary)
         touched = [name for name in APPS if host(name).file("/opt/codegraph/releases/1.0.2").exists]
         assert len(touched) == 1, touched  # only the canary
         assert [served_version(name) for name in APPS] == ["1.0.1"] * 3
@@ -218,58 +225,136 @@ def test_hotfix_with_a_wrong_checksum_touches_no_host(tmp_path):
     assert not list(ARTIFACTS.glob("codegraph-1.0.3.tar.gz*"))
 
 
-def test_backup_wipe_restore_gives_back_identical_data():
-    target = "cg-fleet-app1"
+def _ready(name: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while host(name).run("curl -sf -o /dev/null https://localhost:8080/ready").rc != 0:
+        assert time.monotonic() < deadline, f"{name} not ready: {api(name, 'GET', '/replication')}"
+        time.sleep(1)
+
+
+def test_kill_9_of_the_service_on_one_host_loses_no_acknowledged_write():
+    with under_load() as (summary, _):
+        time.sleep(5)
+        host("cg-fleet-app2").check_output(
+            "systemctl kill -s KILL codegraph"
+        )  # systemd restarts it
+        time.sleep(3)
+        _ready("cg-fleet-app2")
+        time.sleep(3)
+    no_failures(summary)
+    every_acknowledged_write_everywhere(summary)
+
+
+def test_a_host_stopped_for_a_minute_catches_up_before_it_takes_traffic_again():
+    with under_load() as (summary, _):
+        time.sleep(3)
+        subprocess.run(["podman", "stop", "-t", "10", "cg-fleet-app3"], check=True)
+        time.sleep(60)
+        subprocess.run(["podman", "start", "cg-fleet-app3"], check=True)
+        _ready("cg-fleet-app3")
+        time.sleep(3)
+    no_failures(summary)
+    every_acknowledged_write_everywhere(summary)
+
+
+def test_a_host_cut_off_from_its_peers_leaves_the_load_balancer_and_catches_up():
+    box = host("cg-fleet-app1")
+    peers = [host(name).check_output("hostname -I").split()[0] for name in APPS[1:]]
+    cut = " && ".join(f"ip route add blackhole {address}/32" for address in peers)
+    mend = " ; ".join(f"ip route del blackhole {address}/32" for address in peers)
+    with under_load() as (summary, _):
+        time.sleep(3)
+        subprocess.run(
+            ["podman", "exec", "--privileged", "cg-fleet-app1", "sh", "-c", cut], check=True
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while "cut off" not in (
+                reason := box.run("curl -s https://localhost:8080/ready").stdout
+            ):
+                assert time.monotonic() < deadline, reason
+                time.sleep(1)
+            time.sleep(15)  # writes go on through the other two
+        finally:
+            subprocess.run(["podman", "exec", "--privileged", "cg-fleet-app1", "sh", "-c", mend])
+        _ready("cg-fleet-app1")
+        time.sleep(3)
+    no_failures(summary)
+    every_acknowledged_write_everywhere(summary)
+
+
+def test_a_replaced_host_is_bootstrapped_from_a_peer_and_catches_up():
+    box = host("cg-fleet-app3")
+    box.check_output("systemctl stop codegraph && rm -rf /opt/codegraph/data/*")  # a new disk
+    with under_load() as (summary, _):
+        result = playbook("add_host.yml", "-e", "add_host=cg-fleet-app3")
+        assert result.returncode == 0, result.stdout[-5000:]
+        time.sleep(3)
+    assert "bootstrapped from backup" in result.stdout
+    no_failures(summary)
+    every_acknowledged_write_everywhere(summary)
+
+
+def _moment(name: str) -> str:
+    """The next whole second on the host (its local time), once it has passed."""
+    now = float(host(name).check_output("date +%s.%N"))
+    time.sleep(math.ceil(now) - now + 0.2)
+    return host(name).check_output(f"date -d @{math.ceil(now)} '+%Y-%m-%d %H:%M:%S'")
+
+
+def test_the_fleet_restores_a_backup_together():
     api(
-        target,
+        APPS[0],
         "POST",
         "/nodes",
         {"nodes": [{"id": f"r:{i}", "kind": "class", "name": f"R{i}"} for i in range(30)]},
     )
-    before = api(target, "GET", "/nodes?limit=1000")["nodes"]
+    converged()
+    before = listed("r:")
     result = playbook("backup.yml", "-e", "backup_label=restore-test")
     assert result.returncode == 0, result.stdout[-5000:]
-    fetched = sorted((TOP / "backups" / target).glob("codegraph-backup-*-restore-test.tar.gz"))
+    fetched = sorted((TOP / "backups" / APPS[0]).glob("codegraph-backup-*-restore-test.tar.gz"))
     assert fetched, "the backup was not fetched to the controller"
     backup_id = fetched[-1].name.removeprefix("codegraph-backup-").removesuffix(".tar.gz")
-
-    box = host(target)
-    box.check_output(
-        "systemctl stop codegraph && rm -rf /opt/codegraph/data/* "
-        "&& rm -f /opt/codegraph/backups/codegraph-backup-*restore-test* "
-        "&& systemctl start codegraph"
-    )
-    assert api(target, "GET", "/stats")["total_nodes"] == 0  # wiped
-    result = playbook(
-        "restore.yml",
-        "--limit",
-        target,
-        "-e",
-        f"restore_backup_id={backup_id}",
-        "-e",
-        "restore_from_controller=true",
-    )
+    api(APPS[1], "POST", "/nodes", {"nodes": [{"id": "r:later", "kind": "class", "name": "L"}]})
+    api(APPS[2], "DELETE", "/nodes/r:0")
+    result = playbook("restore.yml", "-e", f"restore_backup_id={backup_id}")
     assert result.returncode == 0, result.stdout[-5000:]
-    assert api(target, "GET", "/nodes?limit=1000")["nodes"] == before
+    state = converged()
+    for name in APPS:
+        assert listed("r:", name) == before  # r:later gone, r:0 back, on every host
+    assert api(
+        APPS[2], "POST", "/nodes", {"nodes": [{"id": "r:after", "kind": "class", "name": "A"}]}
+    )
+    assert converged()["applied_seq"] > state["applied_seq"]  # writes resumed
 
 
-def test_point_in_time_recovery_gives_exactly_the_state_at_that_moment():
-    target = "cg-fleet-app2"
-    box = host(target)
-    api(target, "POST", "/backup")
-    api(target, "POST", "/nodes", {"nodes": [{"id": "pitr:kept", "kind": "file", "name": "kept"}]})
-    api(target, "DELETE", f"/nodes/{'function:src/seed.py:handler_7'}")
-    now = float(box.check_output("date +%s.%N"))
-    time.sleep(math.ceil(now) - now + 0.2)
-    moment = box.check_output(f"date -d @{math.ceil(now)} '+%Y-%m-%d %H:%M:%S'")
-    state = api(target, "GET", "/nodes?limit=1000")["nodes"]
+def test_the_fleet_recovers_to_a_point_in_time_together():
+    api(APPS[1], "POST", "/backup")
+    api(
+        APPS[0],
+        "POST",
+        "/nodes",
+        {"nodes": [{"id": f"pitr:{n}", "kind": "file", "name": n} for n in ("kept", "gone")]},
+    )
+    api(APPS[2], "DELETE", "/nodes/pitr:gone")
+    moment = _moment(APPS[1])
+    converged()
+    state = listed("pitr:")
     time.sleep(1)
     api(
-        target, "POST", "/nodes", {"nodes": [{"id": "pitr:later", "kind": "file", "name": "later"}]}
+        APPS[0],
+        "POST",
+        "/nodes",
+        {"nodes": [{"id": "pitr:later", "kind": "file", "name": "later"}]},
     )
-    result = playbook("pitr.yml", "--limit", target, "-e", f"recovery_time='{moment}'")
+    result = playbook(
+        "pitr.yml", "-e", f"recovery_time='{moment}'", "-e", f"restore_source={APPS[1]}"
+    )
     assert result.returncode == 0, result.stdout[-5000:]
-    assert api(target, "GET", "/nodes?limit=1000")["nodes"] == state
+    converged()
+    for name in APPS:
+        assert listed("pitr:", name) == state == {"pitr:kept"}
 
 
 def test_fleet_reports():
