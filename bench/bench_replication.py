@@ -1,0 +1,352 @@
+"""Replication on the lab fleet (3 app hosts writing through NATS JetStream, HAProxy on
+the ops host), each figure beside a baseline measured in the same run:
+
+- ingest through the load balancer, replicated, in batches of 1,000 nodes, timed until
+  every host has applied the last batch; against the same batches sent directly to
+  all three hosts (today's only way to keep them equal without replication), to a
+  standalone service (replication none) started beside the fleet's on each host;
+- replication lag under a steady write load at half the replicated ingest rate: from
+  the moment a write is answered to the moment each other host has applied it;
+- catch-up of a host that missed 100,000 nodes (its service stopped while they were
+  written), against the ingest rate of those writes;
+- adding a host to a fleet holding many nodes (playbooks/add_host.yml), against the
+  restore and catch-up steps it is made of.
+
+Runs against the lab as `make lab` leaves it (brought up if needed) and leaves it up.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+from bench_deploy import APPS, SECRETS, playbook
+from common import TOP, record, save
+
+LB = ("10.89.10.10", 8443)
+HOSTS = {"cg-lab-app1": "10.89.10.11", "cg-lab-app2": "10.89.10.12", "cg-lab-app3": "10.89.10.13"}
+BATCH = 1000
+INGEST_BATCHES = 45
+CATCH_UP_NODES = 100_000
+ADD_HOST_NODES = int(os.environ.get("BENCH_ADD_HOST_NODES", "300000"))
+STANDALONE_PORT = 18080
+KEY = (SECRETS / "api_key").read_text().strip()
+CONTEXT = ssl.create_default_context(cafile=str(SECRETS / "tls/ca.crt"))
+
+
+class Api:
+    """One kept-alive HTTPS connection."""
+
+    def __init__(self, address: str, port: int) -> None:
+        # the fleet CA's certificates name each host's address: verified as dialled
+        self.connection = http.client.HTTPSConnection(address, port, context=CONTEXT, timeout=120)
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        self.connection.request(method, path, body=data, headers=headers)
+        response = self.connection.getresponse()
+        payload = response.read()
+        answer = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, answer, json.loads(payload) if payload else {}
+
+
+def batches(start: int, count: int) -> list[dict]:
+    return [
+        {"nodes": [record(n) for n in range(first, first + BATCH)]}
+        for first in range(start, start + count * BATCH, BATCH)
+    ]
+
+
+def applied(host: str) -> int:
+    return Api(HOSTS[host], 8080).call("GET", "/replication")[2]["applied_seq"]
+
+
+def wait_applied(seq: int, hosts: list[str], timeout: float = 1800) -> float:
+    """Until every host has applied seq; when the last one did (time.monotonic)."""
+    deadline = time.monotonic() + timeout
+    clients = {host: Api(HOSTS[host], 8080) for host in hosts}
+    while True:
+        if all(c.call("GET", "/replication")[2]["applied_seq"] >= seq for c in clients.values()):
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{hosts} did not apply {seq}")
+        time.sleep(0.05)
+
+
+def post_all(work: list[dict], target: tuple[str, int], threads: int = 3) -> tuple[float, int]:
+    """POST every batch (split among threads); seconds taken and the highest seq."""
+    seqs: list[int] = []
+    lock = threading.Lock()
+
+    def run(part: list[dict]) -> None:
+        api = Api(*target)
+        for body in part:
+            status, answer, detail = api.call("POST", "/nodes", body)
+            if status != 200:
+                raise RuntimeError(f"{status}: {detail}")
+            with lock:
+                seqs.append(int(answer.get("x-codegraph-seq", 0)))
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=run, args=(work[i::threads],)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return time.monotonic() - started, max(seqs, default=0)
+
+
+# ------------------------------------------------------------ the baseline
+STANDALONE = f"""
+[server]
+port = {STANDALONE_PORT}
+metrics_port = {STANDALONE_PORT + 1}
+tls_cert = "/opt/codegraph/config/server.crt"
+tls_key = "/opt/codegraph/config/server.key"
+log_level = "warning"
+[auth]
+keys_file = "/opt/codegraph/config/.env"
+[database]
+path = "/tmp/standalone/rocksdb"
+[vector]
+path = "/tmp/standalone/vector"
+[backup]
+dir = "/tmp/standalone/backups"
+[oplog]
+path = "/tmp/standalone/oplog"
+"""
+
+
+def podman(host: str, *command: str, check: bool = True) -> str:
+    result = subprocess.run(
+        ["podman", "exec", host, *command], capture_output=True, text=True, check=False
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{host}: {command}: {result.stderr[-2000:]}")
+    return result.stdout
+
+
+def standalone(action: str) -> None:
+    """Start (or stop and remove) a service with replication none beside each host's."""
+    for host in HOSTS:
+        if action == "start":
+            podman(host, "sh", "-c", f"rm -rf /tmp/standalone && mkdir -p /tmp/standalone "
+                   f"&& chown codegraph /tmp/standalone && cat > /tmp/standalone.toml <<'EOF'\n"
+                   f"{STANDALONE}EOF")  # fmt: skip
+            podman(
+                host,
+                "systemd-run", "--unit=standalone", "--uid=codegraph",
+                "/opt/codegraph/bin/codegraph-api", "--config", "/tmp/standalone.toml",
+            )  # fmt: skip
+        else:
+            podman(host, "systemctl", "stop", "standalone", check=False)
+            podman(host, "rm", "-rf", "/tmp/standalone", "/tmp/standalone.toml", check=False)
+    if action == "start":
+        for host in HOSTS:
+            deadline = time.monotonic() + 60
+            while (
+                podman(
+                    host,
+                    "sh",
+                    "-c",
+                    f"curl -sf -o /dev/null https://localhost:{STANDALONE_PORT}/health && echo up",
+                    check=False,
+                ).strip()
+                != "up"
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the standalone service on {host} did not start")
+                time.sleep(0.5)  # fmt: skip
+
+
+def ingest_by_hand(work: list[dict]) -> float:
+    """The same batches to every host's standalone service at once; seconds."""
+    times: list[float] = []
+
+    def one(host: str) -> None:
+        times.append(post_all(work, (HOSTS[host], STANDALONE_PORT), threads=1)[0])
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=one, args=(host,)) for host in HOSTS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - started
+
+
+def ingest_replicated(work: list[dict]) -> float:
+    started = time.monotonic()
+    _, seq = post_all(work, LB)
+    return wait_applied(seq, APPS) - started
+
+
+# --------------------------------------------------------------------- lag
+def lag_under_load(rate: float, seconds: float, start: int) -> dict:
+    """Write at `rate` batches per second through the load balancer for `seconds`,
+    while watching every host's applied sequence; the lag of each (entry, other host)."""
+    answered: dict[int, float] = {}  # seq -> when its writer got the answer
+    first_seen: dict[str, dict[int, float]] = {host: {} for host in APPS}
+    stop = threading.Event()
+
+    def watch(host: str) -> None:
+        api, last = Api(HOSTS[host], 8080), 0
+        while not stop.is_set():
+            seq = api.call("GET", "/replication")[2]["applied_seq"]
+            now = time.monotonic()
+            for entry in range(last + 1, seq + 1):
+                first_seen[host][entry] = now
+            last = max(last, seq)
+            time.sleep(0.01)
+
+    watchers = [threading.Thread(target=watch, args=(host,)) for host in APPS]
+    for watcher in watchers:
+        watcher.start()
+    api, interval, index = Api(*LB), 1 / rate, 0
+    deadline = time.monotonic() + seconds
+    answered_by: dict[int, str] = {}
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        status, answer, _ = api.call("POST", "/nodes", batches(start + index * BATCH, 1)[0])
+        if status == 200:
+            seq = int(answer["x-codegraph-seq"])
+            answered[seq] = time.monotonic()
+            answered_by[seq] = answer.get("x-codegraph-applied-seq", "")
+        index += 1
+        time.sleep(max(interval - (time.monotonic() - started), 0))
+    time.sleep(3)
+    stop.set()
+    for watcher in watchers:
+        watcher.join()
+    lags = [
+        max(first_seen[host][seq] - at, 0.0)
+        for seq, at in answered.items()
+        for host in APPS
+        if seq in first_seen[host]
+    ]
+    lags.sort()
+    return {
+        "writes": len(answered),
+        "samples": len(lags),
+        "p50_ms": round(1000 * statistics.median(lags), 1),
+        "p99_ms": round(1000 * lags[int(0.99 * (len(lags) - 1))], 1),
+        "max_ms": round(1000 * lags[-1], 1),
+        "nodes_written": index * BATCH,
+    }
+
+
+# ---------------------------------------------------------------- catch-up
+def catch_up(start: int) -> dict:
+    podman("cg-lab-app3", "systemctl", "stop", "codegraph")
+    work = batches(start, CATCH_UP_NODES // BATCH)
+    began = time.monotonic()
+    _, seq = post_all(work, LB)
+    written = wait_applied(seq, APPS[:2]) - began
+    podman("cg-lab-app3", "systemctl", "start", "codegraph")
+    restarted = time.monotonic()
+    caught_up = wait_applied(seq, ["cg-lab-app3"]) - restarted
+    ingest_rate, catch_up_rate = CATCH_UP_NODES / written, CATCH_UP_NODES / caught_up
+    return {
+        "nodes": CATCH_UP_NODES,
+        "ingest_seconds": round(written, 1),
+        "ingest_nodes_per_second": round(ingest_rate),
+        "catch_up_seconds_after_start": round(caught_up, 1),
+        "catch_up_nodes_per_second": round(catch_up_rate),
+        "ratio": round(catch_up_rate / ingest_rate, 2),
+    }
+
+
+# ---------------------------------------------------------------- add host
+def add_host(start: int) -> dict:
+    """Fill the fleet to ADD_HOST_NODES, then replace app3 (a new disk): add_host.yml."""
+    have = Api(HOSTS["cg-lab-app1"], 8080).call("GET", "/stats")[2]["total_nodes"]
+    missing = max(ADD_HOST_NODES - have, 0) // BATCH
+    _, seq = post_all(batches(start, missing), LB)
+    wait_applied(seq, APPS)
+    podman("cg-lab-app3", "sh", "-c", "systemctl stop codegraph && rm -rf /opt/codegraph/data/*")
+    elapsed, output = playbook("add_host.yml", "-e", "add_host=cg-lab-app3", timed_tasks=True)
+    tasks = _task_seconds(output)
+    restore = tasks["Restore it (offline, as the service user)"]
+    catch = tasks[
+        "Wait until it has caught up with the log (then the load balancer sends it traffic)"
+    ]
+    bootstrap = sum(seconds for name, seconds in tasks.items() if name in BOOTSTRAP_TASKS)
+    return {
+        "nodes": ADD_HOST_NODES,
+        "add_host_seconds_total": round(elapsed, 1),
+        "bootstrap_seconds": round(bootstrap, 1),
+        "restore_seconds": round(restore, 1),
+        "catch_up_seconds": round(catch, 1),
+        "goal_seconds": round(restore + catch + 10, 1),
+        "tasks": {
+            name: round(seconds, 1) for name, seconds in tasks.items() if name in BOOTSTRAP_TASKS
+        },
+    }
+
+
+BOOTSTRAP_TASKS = (
+    "Take a backup on cg-lab-app1",
+    "Pack it",
+    "Fetch it to the controller",
+    "Remove the packed copy on cg-lab-app1",
+    "Stop the service",
+    "Set the data it had aside (not the NATS store beside it)",
+    "Copy the backup here",
+    "Restore it (offline, as the service user)",
+    "Start the service",
+    "Wait until it has caught up with the log (then the load balancer sends it traffic)",
+)
+
+
+def _task_seconds(output: str) -> dict[str, float]:
+    """profile_tasks' recap ("role : Task name ---- 1.23s", maybe wrapped): name -> seconds."""
+    recap = " ".join(output.split("TASKS RECAP", 1)[-1].split())
+    return {
+        name.split(" : ", 1)[-1].strip(): float(seconds)
+        for name, seconds in re.findall(r"(?:\*+ )?(.+?) -{3,} ?(\d+\.\d+)s", recap)
+    }
+
+
+def main() -> None:
+    if subprocess.run(["podman", "container", "exists", "cg-lab-ops"]).returncode != 0:
+        subprocess.run(["make", "-C", str(TOP), "lab"], check=True)
+    next_id = 10_000_000
+    standalone("start")
+    try:
+        by_hand = ingest_by_hand(batches(next_id, INGEST_BATCHES))
+    finally:
+        standalone("stop")
+    replicated = ingest_replicated(batches(next_id, INGEST_BATCHES))
+    nodes = INGEST_BATCHES * BATCH
+    result = {
+        "ingest": {
+            "nodes": nodes,
+            "by_hand_to_all_three_seconds": round(by_hand, 2),
+            "by_hand_nodes_per_second": round(nodes / by_hand),
+            "replicated_seconds": round(replicated, 2),
+            "replicated_nodes_per_second": round(nodes / replicated),
+            "ratio": round(by_hand / replicated, 2),
+        }
+    }
+    next_id += nodes
+    rate = (nodes / replicated) / BATCH / 2  # half the replicated ingest, batches per second
+    result["lag"] = {"rate_batches_per_second": round(rate, 2), **lag_under_load(rate, 30, next_id)}
+    next_id += result["lag"]["nodes_written"]
+    result["catch_up"] = catch_up(next_id)
+    next_id += CATCH_UP_NODES
+    if "--no-add-host" not in sys.argv:
+        result["add_host"] = add_host(next_id)
+    save("replication", result)
+
+
+if __name__ == "__main__":
+    main()
