@@ -38,6 +38,7 @@ INGEST_BATCHES = 45
 CATCH_UP_NODES = 100_000
 ADD_HOST_NODES = int(os.environ.get("BENCH_ADD_HOST_NODES", "300000"))
 STANDALONE_PORT = 18080
+HOME = "/srv/bench-standalone"  # the standalone services' data, on each host
 KEY = (SECRETS / "api_key").read_text().strip()
 CONTEXT = ssl.create_default_context(cafile=str(SECRETS / "tls/ca.crt"))
 
@@ -116,13 +117,13 @@ log_level = "warning"
 [auth]
 keys_file = "/opt/codegraph/config/.env"
 [database]
-path = "/tmp/standalone/rocksdb"
+path = "/srv/bench-standalone/rocksdb"
 [vector]
-path = "/tmp/standalone/vector"
+path = "/srv/bench-standalone/vector"
 [backup]
-dir = "/tmp/standalone/backups"
+dir = "/srv/bench-standalone/backups"
 [oplog]
-path = "/tmp/standalone/oplog"
+path = "/srv/bench-standalone/oplog"
 """
 
 
@@ -139,17 +140,19 @@ def standalone(action: str) -> None:
     """Start (or stop and remove) a service with replication none beside each host's."""
     for host in HOSTS:
         if action == "start":
-            podman(host, "sh", "-c", f"rm -rf /tmp/standalone && mkdir -p /tmp/standalone "
-                   f"&& chown codegraph /tmp/standalone && cat > /tmp/standalone.toml <<'EOF'\n"
-                   f"{STANDALONE}EOF")  # fmt: skip
+            setup = (
+                f"rm -rf {HOME} && mkdir -p {HOME} && chown codegraph {HOME} "
+                f"&& cat > {HOME}.toml <<'EOF'\n{STANDALONE}EOF"
+            )
+            podman(host, "sh", "-c", setup)
             podman(
                 host,
                 "systemd-run", "--unit=standalone", "--uid=codegraph",
-                "/opt/codegraph/bin/codegraph-api", "--config", "/tmp/standalone.toml",
+                "/opt/codegraph/bin/codegraph-api", "--config", f"{HOME}.toml",
             )  # fmt: skip
         else:
             podman(host, "systemctl", "stop", "standalone", check=False)
-            podman(host, "rm", "-rf", "/tmp/standalone", "/tmp/standalone.toml", check=False)
+            podman(host, "rm", "-rf", HOME, f"{HOME}.toml", check=False)
     if action == "start":
         for host in HOSTS:
             deadline = time.monotonic() + 60
