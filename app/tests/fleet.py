@@ -134,7 +134,6 @@ cluster {{
             "mode": "jetstream",
             "servers": [server.url for server in ordered],
             "ca_file": str(self.root / "ca.crt"),
-            "monitor_url": self.servers[index].monitor_url,
         }
 
 

@@ -211,8 +211,6 @@ class ReplicationSettings(_Section):
     ca_file: str = ""  # the CA the NATS servers' certificates chain to (tls:// URLs)
     stream: str = Field("CODEGRAPH", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     subject: str = Field("codegraph.mutations", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
-    # The local nats-server's monitoring endpoint: whether this host sees its peers.
-    monitor_url: str = Field("", pattern=r"^(https?://\S+)?$")
     publish_timeout_seconds: float = Field(2.0, gt=0, le=60)
     apply_wait_seconds: float = Field(10.0, gt=0, le=600)  # a write waits for its own entry
     read_wait_seconds: float = Field(2.0, ge=0, le=60)  # X-CodeGraph-Min-Seq waits this long

@@ -27,7 +27,6 @@ import logging
 import queue
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -65,8 +64,8 @@ class StreamState:
     peers: list[dict[str, Any]] = field(default_factory=list)
     seen_at: float = 0.0  # monotonic time of the last successful probe; 0: never
     error: str = ""
-    routes: int | None = None  # the local nats-server's routes to its peers, if known
-    cluster_size: int | None = None
+    peers_answering: int | None = None  # peer hosts that answer on their NATS port
+    peer_hosts: int = 0
 
 
 class JetStreamLog:
@@ -328,20 +327,12 @@ class JetStreamLog:
             self.stream.seen_at, self.stream.error = time.monotonic(), ""
             if self.engine.applied.seq >= state.last_seq:
                 self._caught_up_at = time.monotonic()
-        if self.settings.monitor_url:
-            self.stream.routes, self.stream.cluster_size = await self._loop.run_in_executor(
-                None, self._routes
-            )
-
-    def _routes(self) -> tuple[int | None, int | None]:
-        """The local nats-server's live routes and the cluster's size (its monitoring)."""
-        try:
-            url = self.settings.monitor_url + "/routez"  # http(s): settings check the scheme
-            with urllib.request.urlopen(url, timeout=1) as reply:  # noqa: S310
-                routes = orjson.loads(reply.read()).get("num_routes", 0)
-            return routes, len(self.settings.servers)
-        except (OSError, ValueError):
-            return None, len(self.settings.servers)
+        if self.reachable():
+            self.stream.peers_answering = None  # (asked only when the stream is silent)
+            return
+        peers = self.settings.servers[1:]  # (the first is this host's own server)
+        answers = await asyncio.gather(*(_answers(server) for server in peers))
+        self.stream.peer_hosts, self.stream.peers_answering = len(peers), sum(answers)
 
     # ---------------------------------------------------------------- state
     def reachable(self) -> bool:
@@ -362,10 +353,10 @@ class JetStreamLog:
         behind, _ = self.lag()
         if behind > self.settings.ready_max_lag:
             return False, f"catching up: applied {applied} of {self.stream.last_seq}"
-        routes, size = self.stream.routes, self.stream.cluster_size
-        if not self.reachable() and routes is not None and size and (routes + 1) * 2 <= size:
+        answering, peers = self.stream.peers_answering, self.stream.peer_hosts
+        if not self.reachable() and answering is not None and (answering + 1) * 2 <= peers + 1:
             return False, (
-                f"cut off from the log: it sees {routes} of its {size - 1} peers "
+                f"cut off from the log: {answering} of its {peers} peers answer "
                 f"(last reached {time.monotonic() - self.stream.seen_at:.0f} s ago)"
             )
         return True, f"applied {applied} of {self.stream.last_seq}"
@@ -393,5 +384,22 @@ class JetStreamLog:
                 "peers": stream.peers,
                 "last_error": stream.error or None,
             },
-            "peers_reachable": stream.routes,
+            "peers_reachable": stream.peers_answering,
         }
+
+
+async def _answers(server: str, timeout: float = 1.0) -> bool:
+    """Whether the host of a NATS URL answers on its port: a connection, or a refusal
+    (the host is there, its server is not). Silence means it cannot be reached: a host
+    that hears from fewer than half its peers is cut off from them, whereas one whose
+    peers refuse is part of a cluster that lost its quorum, and keeps serving reads."""
+    address = server.split("://", 1)[-1]
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    except ConnectionRefusedError:
+        return True
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
