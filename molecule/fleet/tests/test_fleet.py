@@ -257,26 +257,26 @@ def test_a_host_stopped_for_a_minute_catches_up_before_it_takes_traffic_again():
     every_acknowledged_write_everywhere(summary)
 
 
-def test_a_host_cut_off_from_its_peers_leaves_the_load_balancer_and_catches_up():
+def test_a_host_cut_off_from_the_network_leaves_the_load_balancer_and_catches_up():
+    """Its network unplugged while writes go on: it says it is cut off, and once back it
+    takes no traffic until it has caught up."""
     box = host("cg-fleet-app1")
-    peers = [host(name).check_output("hostname -I").split()[0] for name in APPS[1:]]
-    cut = " && ".join(f"ip route add blackhole {address}/32" for address in peers)
-    mend = " ; ".join(f"ip route del blackhole {address}/32" for address in peers)
     with under_load() as (summary, _):
         time.sleep(3)
-        subprocess.run(
-            ["podman", "exec", "--privileged", "cg-fleet-app1", "sh", "-c", cut], check=True
-        )
+        subprocess.run(["podman", "network", "disconnect", "podman", "cg-fleet-app1"], check=True)
         try:
-            deadline = time.monotonic() + 60  # NATS notices a dead route within ~15 s
+            deadline = time.monotonic() + 60
             while "cut off" not in (
                 reason := box.run("curl -s https://localhost:8080/ready").stdout
             ):
                 assert time.monotonic() < deadline, reason
                 time.sleep(1)
-            time.sleep(15)  # writes go on through the other two
+            time.sleep(10)  # writes go on through the other two
         finally:
-            subprocess.run(["podman", "exec", "--privileged", "cg-fleet-app1", "sh", "-c", mend])
+            subprocess.run(
+                ["podman", "network", "connect", "--ip", "10.88.210.11", "podman", "cg-fleet-app1"],
+                check=True,
+            )
         _ready("cg-fleet-app1")
         time.sleep(3)
     no_failures(summary)
