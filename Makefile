@@ -62,7 +62,7 @@ test-molecule: venv image release ## every molecule scenario on real systemd hos
 test: lint test-repo test-app test-molecule ## everything CI runs
 
 # --- benchmarks -------------------------------------------------------------------
-BENCHES ?= api_get ingest vector profiles backup deploy restart
+BENCHES ?= api_get ingest vector profiles backup deploy restart replication
 .PHONY: bench
 bench: venv bootstrap ## run the benchmarks (BENCHES=...) and write docs/benchmarks.md
 	@for name in $(BENCHES); do echo "=== bench $$name"; (cd bench && python bench_$$name.py) || exit 1; done

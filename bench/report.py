@@ -303,6 +303,58 @@ def restart(r: dict) -> list[str]:
     ]
 
 
+def replication(r: dict) -> list[str]:
+    ingest, lag, catch = r["ingest"], r["lag"], r["catch_up"]
+    rows = [
+        (
+            f"ingest, {ingest['nodes']:,} nodes in batches of 1,000",
+            f"sent to all three hosts by hand: {ingest['by_hand_nodes_per_second']:,} nodes/s",
+            "through the load balancer, until every host applied: "
+            f"{ingest['replicated_nodes_per_second']:,} nodes/s",
+            f"**{ingest['ratio']}**",
+            f">= 1.0: {_met(ingest['ratio'] >= 1.0)}",
+        ),
+        (
+            f"replication lag at half that rate ({lag['writes']} writes, "
+            f"{lag['samples']} host samples)",
+            "",
+            f"p50 {lag['p50_ms']} ms, p99 **{lag['p99_ms']} ms** (max {lag['max_ms']} ms)",
+            "",
+            f"p99 <= 250 ms: {_met(lag['p99_ms'] <= 250)}",
+        ),
+        (
+            f"catch-up of a host that missed {catch['nodes']:,} nodes",
+            f"ingest while it was away: {catch['ingest_nodes_per_second']:,} nodes/s",
+            f"{catch['catch_up_nodes_per_second']:,} nodes/s",
+            f"**{catch['ratio']}**",
+            f">= 1.0: {_met(catch['ratio'] >= 1.0)}",
+        ),
+    ]
+    if "add_host" in r:
+        add = r["add_host"]
+        rows.append(
+            (
+                f"adding a host to a fleet of {add['nodes']:,} nodes (the bootstrap play)",
+                f"restore {add['restore_seconds']} s + catch-up {add['catch_up_seconds']} s "
+                f"+ 10 s = {add['goal_seconds']} s",
+                f"{add['bootstrap_seconds']} s (add_host.yml in all, converge included: "
+                f"{add['add_host_seconds_total']} s)",
+                "",
+                f"<= {add['goal_seconds']} s: "
+                f"{_met(add['bootstrap_seconds'] <= add['goal_seconds'])}",
+            )
+        )
+    return [
+        "## Replication on the lab fleet (3 app hosts, NATS JetStream R3, HAProxy)",
+        "",
+        "| Measure | Baseline | Replicated | Ratio | Goal |",
+        "|---|---|---|---|---|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+        r.get("analysis", ""),
+    ]
+
+
 SECTIONS = {
     "api_get": api_get,
     "ingest": ingest,
@@ -311,6 +363,7 @@ SECTIONS = {
     "backup": backup,
     "deploy": deploy,
     "restart": restart,
+    "replication": replication,
 }
 
 
