@@ -306,58 +306,49 @@ def _moment(name: str) -> str:
 
 
 def test_the_fleet_restores_a_backup_together():
-    api(
-        APPS[0],
-        "POST",
-        "/nodes",
-        {"nodes": [{"id": f"r:{i}", "kind": "class", "name": f"R{i}"} for i in range(30)]},
-    )
+    prefix = f"r{int(time.time())}:"  # this run's own nodes
+    nodes = [{"id": f"{prefix}{i}", "kind": "class", "name": f"R{i}"} for i in range(30)]
+    api(APPS[0], "POST", "/nodes", {"nodes": nodes})
     converged()
-    before = listed("r:")
+    before = listed(prefix)
     result = playbook("backup.yml", "-e", "backup_label=restore-test")
     assert result.returncode == 0, result.stdout[-5000:]
     fetched = sorted((TOP / "backups" / APPS[0]).glob("codegraph-backup-*-restore-test.tar.gz"))
     assert fetched, "the backup was not fetched to the controller"
     backup_id = fetched[-1].name.removeprefix("codegraph-backup-").removesuffix(".tar.gz")
-    api(APPS[1], "POST", "/nodes", {"nodes": [{"id": "r:later", "kind": "class", "name": "L"}]})
-    api(APPS[2], "DELETE", "/nodes/r:0")
+    later = {"id": f"{prefix}later", "kind": "class", "name": "L"}
+    api(APPS[1], "POST", "/nodes", {"nodes": [later]})
+    api(APPS[2], "DELETE", f"/nodes/{prefix}0")
     result = playbook("restore.yml", "-e", f"restore_backup_id={backup_id}")
     assert result.returncode == 0, result.stdout[-5000:]
+    assert "Every host holds backup" in result.stdout  # the fleet's way, not host by host
     state = converged()
     for name in APPS:
-        assert listed("r:", name) == before  # r:later gone, r:0 back, on every host
-    assert api(
-        APPS[2], "POST", "/nodes", {"nodes": [{"id": "r:after", "kind": "class", "name": "A"}]}
-    )
+        assert listed(prefix, name) == before  # the later node gone, the deleted one back
+    after = {"id": f"{prefix}after", "kind": "class", "name": "A"}
+    assert api(APPS[2], "POST", "/nodes", {"nodes": [after]})
     assert converged()["applied_seq"] > state["applied_seq"]  # writes resumed
 
 
 def test_the_fleet_recovers_to_a_point_in_time_together():
+    prefix = f"pitr{int(time.time())}:"
     api(APPS[1], "POST", "/backup")
-    api(
-        APPS[0],
-        "POST",
-        "/nodes",
-        {"nodes": [{"id": f"pitr:{n}", "kind": "file", "name": n} for n in ("kept", "gone")]},
-    )
-    api(APPS[2], "DELETE", "/nodes/pitr:gone")
+    nodes = [{"id": f"{prefix}{n}", "kind": "file", "name": n} for n in ("kept", "gone")]
+    api(APPS[0], "POST", "/nodes", {"nodes": nodes})
+    api(APPS[2], "DELETE", f"/nodes/{prefix}gone")
     moment = _moment(APPS[1])
     converged()
-    state = listed("pitr:")
+    state = listed(prefix)
     time.sleep(1)
-    api(
-        APPS[0],
-        "POST",
-        "/nodes",
-        {"nodes": [{"id": "pitr:later", "kind": "file", "name": "later"}]},
-    )
+    later = {"id": f"{prefix}later", "kind": "file", "name": "later"}
+    api(APPS[0], "POST", "/nodes", {"nodes": [later]})
     result = playbook(
         "pitr.yml", "-e", f"recovery_time='{moment}'", "-e", f"restore_source={APPS[1]}"
     )
     assert result.returncode == 0, result.stdout[-5000:]
     converged()
     for name in APPS:
-        assert listed("pitr:", name) == state == {"pitr:kept"}
+        assert listed(prefix, name) == state == {f"{prefix}kept"}
 
 
 def test_fleet_reports():

@@ -324,7 +324,12 @@ class JetStreamLog:
                 if cluster
                 else []
             )
-            self.stream.seen_at, self.stream.error = time.monotonic(), ""
+            if cluster is not None and not cluster.leader:
+                # this host's own server answers with what it knows, but no leader means no
+                # quorum it can reach: the log does not take writes from here
+                self.stream.error = f"stream {self.settings.stream}: no leader reachable"
+            else:
+                self.stream.seen_at, self.stream.error = time.monotonic(), ""
             if self.engine.applied.seq >= state.last_seq:
                 self._caught_up_at = time.monotonic()
         if self.reachable():
