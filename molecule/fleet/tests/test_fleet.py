@@ -232,6 +232,14 @@ def _ready(name: str, timeout: float = 180) -> None:
         time.sleep(1)
 
 
+def test_a_rolling_restart_of_the_nats_servers_keeps_the_fleet_writable():
+    with under_load() as (summary, _):
+        result = playbook("nats_rolling_restart.yml")
+        assert result.returncode == 0, result.stdout[-5000:]
+    no_failures(summary)
+    every_acknowledged_write_everywhere(summary)
+
+
 def test_kill_9_of_the_service_on_one_host_loses_no_acknowledged_write():
     with under_load() as (summary, _):
         time.sleep(5)
