@@ -204,6 +204,10 @@ class Engine:
             raise Unavailable(f"writes are paused fleet-wide: {self.store.paused}", retry_after=30)
         result, seq, replayed = self.log.submit(mutation, key)
         self.indexer.notify()
+        if not replayed:  # counted by the host that answered: every host applies it
+            for operation in ("created", "updated", "deleted"):
+                if result.get(operation):
+                    metrics.NODES_WRITTEN.labels(operation=operation).inc(result[operation])
         return Written(result, seq, replayed)
 
     def apply_locked(
@@ -226,9 +230,6 @@ class Engine:
             self.oplog.append(ts, mutation, seq)
         self.store.commit(plan)
         self.writes += 1
-        for operation in ("created", "updated", "deleted"):
-            if plan.result.get(operation):
-                metrics.NODES_WRITTEN.labels(operation=operation).inc(plan.result[operation])
         return plan.result
 
     def resolve(self, mutation: dict[str, Any], store: GraphStore) -> dict[str, Any]:
