@@ -340,6 +340,24 @@ def replication(r: dict) -> list[str]:
         "it on a quorum; docs/replication.md); by hand every host validates and fsyncs every "
         "batch. The three hosts share this machine's two cores, so work done once instead of "
         "three times shows directly in the ratio.",
+        *(
+            []
+            if ingest["ratio"] >= 1.0
+            else [
+                "",
+                f"The ingest goal is not met ({ingest['ratio']}x). Replicated, each entry also "
+                "goes through three nats-server processes (written to each one's file store, "
+                "routed between them over TLS), and the service decodes each entry again to "
+                "apply it; here those six processes and the three services share two cores, so "
+                "the CPU that replication saves (two of three validations and fsyncs) is spent "
+                "on the log instead. The benchmark waits for every vector index to be idle "
+                "before each phase: runs that did not showed ratios above 2, because the fleet's "
+                "background indexing slowed the by-hand baseline that runs beside it. "
+                "On hosts with cores of their own the replicated rate is bounded by one host's "
+                "apply rate (the catch-up row), not by the sum of everyone's work; that is not "
+                "measurable on this machine.",
+            ]
+        ),
         "",
         "Lag is measured from the moment a write is answered to the moment each host reports "
         "the entry applied (`GET /replication` polled every 10 ms), for every write and every "

@@ -2,7 +2,8 @@
 # Build the release artifact on the controller: every wheel the service needs
 # (an offline wheelhouse) in artifacts/codegraph-VERSION.tar.gz, plus its .sha256.
 # Usage: scripts/build-release.sh [VERSION]   (default: the version in app/pyproject.toml)
-# An existing artifact for VERSION is reused (delete it to rebuild).
+# An existing artifact for VERSION is reused while app/ is unchanged (its sources'
+# fingerprint is kept beside it in .source); a changed app/ is rebuilt.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +15,12 @@ version=${1:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$top/app/pyproject.toml")}
 }
 out=$top/artifacts
 artifact=$out/codegraph-$version.tar.gz
-if [[ -s $artifact && -s $artifact.sha256 ]] && (cd "$out" && sha256sum --quiet -c "$(basename "$artifact").sha256"); then
+# What the wheel is built from (tests, caches and build litter aside).
+source_fingerprint=$(cd "$top/app" && find pyproject.toml src -type f \
+  ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 \
+  | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+if [[ -s $artifact && -s $artifact.sha256 && $(cat "$artifact.source" 2>/dev/null) == "$source_fingerprint" ]] \
+  && (cd "$out" && sha256sum --quiet -c "$(basename "$artifact").sha256"); then
   echo "$artifact"
   exit 0
 fi
@@ -37,4 +43,5 @@ mkdir -p "$out"
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work" -czf "$artifact.tmp" "codegraph-$version"
 mv "$artifact.tmp" "$artifact"
 (cd "$out" && sha256sum "$(basename "$artifact")" >"$(basename "$artifact").sha256")
+echo "$source_fingerprint" >"$artifact.source"
 echo "$artifact"
