@@ -53,10 +53,17 @@ test-repo: venv ## repository checks: role specs, READMEs, versions
 test-app: venv bootstrap ## the service's tests (API, real processes over TLS, schemathesis)
 	cd app && pytest -q
 
+# Each scenario's output is kept in logs/; on a failure its failing tests and tasks are
+# printed again last, where a CI log's tail shows them.
 test-molecule: venv image release ## every molecule scenario on real systemd hosts
+	@mkdir -p logs
 	@for scenario in $(SCENARIOS); do \
 	  echo "=== molecule test -s $$scenario"; \
-	  molecule test -s $$scenario || exit 1; \
+	  molecule test -s $$scenario 2>&1 | tee logs/molecule-$$scenario.log || { \
+	    echo "=== molecule test -s $$scenario failed; its failures (whole log: logs/molecule-$$scenario.log):"; \
+	    sed 's/\x1b\[[0-9;]*m//g' logs/molecule-$$scenario.log \
+	      | grep -aE '^(FAILED|ERROR) |^E  |^(fatal|failed): |_{5,} test_' | tail -60; \
+	    exit 1; }; \
 	done
 
 test: lint test-repo test-app test-molecule ## everything CI runs
