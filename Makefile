@@ -61,8 +61,8 @@ test-molecule: venv image release ## every molecule scenario on real systemd hos
 	  echo "=== molecule test -s $$scenario"; \
 	  molecule test -s $$scenario 2>&1 | tee logs/molecule-$$scenario.log || { \
 	    echo "=== molecule test -s $$scenario failed; its failures (whole log: logs/molecule-$$scenario.log):"; \
-	    sed 's/\x1b\[[0-9;]*m//g' logs/molecule-$$scenario.log \
-	      | grep -aE '^(FAILED|ERROR) |^E  |^(fatal|failed): |_{5,} test_' | tail -60; \
+	    sed -E 's/\x1b\[[0-9;]*m//g; s/^ *│ ?//' logs/molecule-$$scenario.log \
+	      | grep -aE '^(FAILED|ERROR) |^E  |^(fatal|failed): |^\[ERROR\]|_{5,} test_' | grep -v RETRYING | tail -60; \
 	    exit 1; }; \
 	done
 
