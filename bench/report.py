@@ -187,15 +187,12 @@ def backup(r: dict) -> list[str]:
         "on (the writes after its last save).",
         "",
         "The swap-and-reopen step is mostly loading the vector index. FAISS now reads its "
-        "part of `index.bin` straight from the file; before, `faiss.deserialize_index` "
-        "worked on an in-memory copy of it, and at this size that step took 12.3 s and the "
-        "whole restore 13.8 s (this benchmark, one run earlier). The backup links the "
+        "part of `index.bin` straight from the file, not from an in-memory copy of it "
+        "(`faiss.deserialize_index`). The backup links the "
         "vector index as the indexer last saved it (the changes after that save are in "
         "the checkpoint's queue, and a restored index catches up from them), so it "
-        "neither writes the index nor waits for a save that is writing it. Before, it "
-        "paused the indexer and wrote the index into every backup: 4.7 s of a 14.5 s "
-        "`POST /backup` in an earlier run, and 8.8 s of a 10.6 s one waiting for the "
-        "indexer's periodic save in another. The price: a restored index starts behind "
+        "neither writes the index nor waits for a save that is writing it. The price: a "
+        "restored index starts behind "
         "by the writes after its last save (the backlog above; here the backup came "
         "right after a bulk load, the worst case) and catches up in the background. "
         "The first backup reads every byte to hash it; a later one takes the hash of "
@@ -260,9 +257,7 @@ def deploy(r: dict) -> list[str]:
                 "0.06 s in all). Three module runs a host (drain, switch, re-enable) cost "
                 "about 0.8 s against a 1.5 s restart. `raw` tasks would save about 0.2 s "
                 "each but give up check mode, argument checking and structured results, "
-                "and the floor would still be the steps by hand. Before codegraph-switch, "
-                "a batch was about 25 tasks and the rollout 5.4x; before the lb module, "
-                "2.14x.",
+                "and the floor would still be the steps by hand.",
             ]
         ),
     ]
@@ -297,8 +292,8 @@ def restart(r: dict) -> list[str]:
         f"Ratio **{r['ratio']}** (goal {r['goal']}: {_met(r['ratio'] <= 1.2)}). "
         f"{r['restarts_each']} restarts of each, interleaved, on one data directory. The log "
         "opens from the last of its sparse index hints (one per MiB), so a start reads about "
-        "a megabyte of it however long the day was; before, the newest segment was read and "
-        "parsed whole. The service restarted on the big "
+        "a megabyte of it however long the day was, not the newest segment whole. The "
+        "service restarted on the big "
         f"log and went on at LSN {r['last_lsn_after_restart']:,}.",
     ]
 
@@ -351,8 +346,8 @@ def replication(r: dict) -> list[str]:
                 "apply it; here those six processes and the three services share two cores, so "
                 "the CPU that replication saves (two of three validations and fsyncs) is spent "
                 "on the log instead. The benchmark waits for every vector index to be idle "
-                "before each phase: runs that did not showed ratios above 2, because the fleet's "
-                "background indexing slowed the by-hand baseline that runs beside it. "
+                "before each phase, so that one phase's background indexing does not slow the "
+                "by-hand baseline that runs beside it. "
                 "On hosts with cores of their own the replicated rate is bounded by one host's "
                 "apply rate (the catch-up row), not by the sum of everyone's work; that is not "
                 "measurable on this machine.",
