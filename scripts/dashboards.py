@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Write the four Grafana dashboards (files/dashboards/*.json) from one compact spec.
+"""Write the Grafana dashboards (files/dashboards/*.json) from one compact spec.
 
-Every dashboard gets the same variables - datasource, job (the service), node_job
-(node_exporter) and instance - and every query uses them; every rate uses
-$__rate_interval; every panel has a unit and a description. `--check` exits 1 when
-a JSON file is not what this script would write (run `make docs`).
+The service's dashboards get the same variables - datasource, job (the service),
+node_job (node_exporter) and instance - and the Edge dashboard (the load balancer)
+datasource, lb_job (HAProxy's exporter) and instance; every query uses them; every
+rate uses $__rate_interval; every panel has a unit and a description. `--check` exits 1
+when a JSON file is not what this script would write (run `make docs`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from generated import write_or_check
 OUT = Path(__file__).resolve().parent.parent / "files" / "dashboards"
 SVC = 'job="$job", instance=~"$instance"'
 NODE = 'job="$node_job", instance=~"$instance"'
+# the load balancer's proxies, without its metrics listener
+LB = 'job="$lb_job", instance=~"$instance", proxy!="metrics"'
 RATE = "$__rate_interval"
 
 
@@ -357,6 +360,85 @@ DASHBOARDS = {
             ),
         ],
     ),
+    "codegraph-edge": (
+        "CodeGraph / Edge",
+        [
+            panel(
+                "Requests at the load balancer",
+                "HTTP requests per second arriving at each frontend of the load balancer.",
+                "reqps",
+                (
+                    f"sum by (instance, proxy) (rate(haproxy_frontend_http_requests_total{{{LB}}}[{RATE}]))",
+                    "{{instance}} {{proxy}}",
+                ),
+                width=9,
+            ),
+            panel(
+                "5xx at the load balancer",
+                "Share of requests answered with 5xx over the last 5 minutes: HAProxy's own "
+                "(no host up, timeouts) and the hosts' (LoadBalancerHighErrorRate fires above 5%).",
+                "percentunit",
+                (
+                    f"instance:haproxy_frontend_http_responses_5xx:ratio_rate5m{{{LB}}}",
+                    "{{instance}} {{proxy}}",
+                ),
+                width=9,
+            ),
+            panel(
+                "Hosts up in the backend",
+                "Servers of each backend that take traffic (LoadBalancerNoServerUp fires at 0).",
+                "none",
+                (f"haproxy_backend_active_servers{{{LB}}}", "{{instance}} {{proxy}}"),
+                kind="stat",
+                width=6,
+            ),
+            panel(
+                "Host states",
+                "1 while a host is UP at the load balancer; 0 while it is down, drained or in "
+                "maintenance (LoadBalancerServerDown fires after 15 minutes out).",
+                "none",
+                (f'haproxy_server_status{{{LB}, state="UP"}}', "{{proxy}}/{{server}}"),
+            ),
+            panel(
+                "Queue and sessions",
+                "Requests waiting for a free host, and connections open at each frontend.",
+                "short",
+                (f"haproxy_backend_current_queue{{{LB}}}", "queued {{proxy}}"),
+                (f"haproxy_frontend_current_sessions{{{LB}}}", "sessions {{proxy}}"),
+            ),
+            panel(
+                "Errors, retries and redispatches",
+                "Per second: connections to a host that failed, responses that failed or timed "
+                "out, and requests retried or sent to another host.",
+                "reqps",
+                (
+                    f"sum by (proxy) (rate(haproxy_backend_connection_errors_total{{{LB}}}[{RATE}]))",
+                    "connection errors {{proxy}}",
+                ),
+                (
+                    f"sum by (proxy) (rate(haproxy_backend_response_errors_total{{{LB}}}[{RATE}]))",
+                    "response errors {{proxy}}",
+                ),
+                (
+                    f"sum by (proxy) (rate(haproxy_backend_retry_warnings_total{{{LB}}}[{RATE}]))",
+                    "retries {{proxy}}",
+                ),
+                (
+                    f"sum by (proxy) (rate(haproxy_backend_redispatch_warnings_total{{{LB}}}[{RATE}]))",
+                    "redispatches {{proxy}}",
+                ),
+            ),
+            panel(
+                "Responses from the hosts by class",
+                "Responses per second the hosts behind each backend gave, by status class.",
+                "reqps",
+                (
+                    f"sum by (proxy, code) (rate(haproxy_backend_http_responses_total{{{LB}}}[{RATE}]))",
+                    "{{proxy}} {{code}}",
+                ),
+            ),
+        ],
+    ),
 }
 
 
@@ -374,15 +456,31 @@ def query_variable(name: str, label: str, query: str, **extra: object) -> dict:
     }
 
 
+DATASOURCE = {
+    "name": "datasource",
+    "label": "Data source",
+    "type": "datasource",
+    "query": "prometheus",
+    "current": {},
+    "hide": 0,
+}
+
+
+def instance_variable(job_variable: str) -> dict:
+    return query_variable(
+        "instance",
+        "Instance",
+        f'label_values(up{{job="${job_variable}"}}, instance)',
+        refresh=2,
+        multi=True,
+        includeAll=True,
+        allValue=".*",
+        current={"text": "All", "value": "$__all"},
+    )
+
+
 VARIABLES = [
-    {
-        "name": "datasource",
-        "label": "Data source",
-        "type": "datasource",
-        "query": "prometheus",
-        "current": {},
-        "hide": 0,
-    },
+    DATASOURCE,
     query_variable(
         "job",
         "Service job",
@@ -395,16 +493,17 @@ VARIABLES = [
         "label_values(node_uname_info, job)",
         current={"text": "node", "value": "node"},
     ),
+    instance_variable("job"),
+]
+EDGE_VARIABLES = [
+    DATASOURCE,
     query_variable(
-        "instance",
-        "Instance",
-        'label_values(up{job="$job"}, instance)',
-        refresh=2,
-        multi=True,
-        includeAll=True,
-        allValue=".*",
-        current={"text": "All", "value": "$__all"},
+        "lb_job",
+        "Load balancer job",
+        "label_values(haproxy_process_start_time_seconds, job)",
+        current={"text": "haproxy", "value": "haproxy"},
     ),
+    instance_variable("lb_job"),
 ]
 
 
@@ -429,7 +528,7 @@ def build(uid: str, title: str, panels: list[dict]) -> dict:
         "timezone": "",
         "time": {"from": "now-6h", "to": "now"},
         "description": "Generated by scripts/dashboards.py; see docs/operations.md.",
-        "templating": {"list": VARIABLES},
+        "templating": {"list": EDGE_VARIABLES if uid == "codegraph-edge" else VARIABLES},
         "panels": laid_out,
         "links": [
             {"title": "CodeGraph", "type": "dashboards", "tags": ["codegraph"], "asDropdown": True}

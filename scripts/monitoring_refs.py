@@ -16,7 +16,13 @@ TOP = Path(__file__).resolve().parent.parent
 ALERTS = TOP / "files" / "alerts"
 DASHBOARDS = TOP / "files" / "dashboards"
 # What the dashboards' variables stand for when an expression is checked offline.
-VARIABLES = {"$__rate_interval": "5m", "$node_job": "node", "$job": "codegraph", "$instance": ".*"}
+VARIABLES = {
+    "$__rate_interval": "5m",
+    "$node_job": "node",
+    "$lb_job": "haproxy",
+    "$job": "codegraph",
+    "$instance": ".*",
+}
 _KEYWORDS = {
     "by",
     "without",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,17 +17,27 @@ TOP = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(TOP / "scripts"))
 import monitoring_refs  # noqa: E402
 
+# Records every notification as one JSON line: the path it was posted to, and its body.
 RECEIVER = """
 import http.server, json
 class Hook(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with open("/tmp/webhook.jsonl", "ab") as out:
-            out.write(body.replace(b"\\n", b" ") + b"\\n")
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with open("/tmp/webhook.jsonl", "a") as out:
+            out.write(json.dumps({"path": self.path, "body": body}) + "\\n")
         self.send_response(200)
         self.end_headers()
 http.server.HTTPServer(("127.0.0.1", 9999), Hook).serve_forever()
 """
+CA = "/etc/prometheus/web/ca.crt"
+# what Prometheus scrapes, over TLS with basic auth: (host fixture name, port, path)
+SECURED = [
+    ("app", 9100, "/metrics"),  # node_exporter
+    ("ops", 9100, "/metrics"),
+    ("ops", 9090, "/api/v1/status/buildinfo"),  # Prometheus
+    ("ops", 9093, "/api/v2/status"),  # Alertmanager
+    ("ops", 8405, "/metrics"),  # HAProxy's exporter
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +55,16 @@ def api_key() -> str:
     return (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "api_key").read_text().strip()
 
 
+def scrape_password() -> str:
+    secrets = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / ".secrets"
+    return (secrets / "monitoring_scrape_password").read_text().strip()
+
+
 def prometheus(ops, path: str) -> dict:
-    return json.loads(ops.check_output(f"curl -sS 'http://localhost:9090{path}'"))["data"]
+    out = ops.check_output(
+        f"curl -sS --cacert {CA} -u 'prometheus:{scrape_password()}' 'https://localhost:9090{path}'"
+    )
+    return json.loads(out)["data"]
 
 
 def query(ops, promql: str) -> list[dict]:
@@ -70,12 +89,26 @@ def test_every_target_is_up(ops):
 
     targets = wait_for("every target up", all_up, 60)
     jobs = sorted(t["labels"]["job"] for t in targets)
-    assert jobs == ["alertmanager", "codegraph", "node", "node", "prometheus"]
+    assert jobs == ["alertmanager", "codegraph", "haproxy", "node", "node", "prometheus"]
+    assert all(t["scrapeUrl"].startswith("https://") for t in targets), targets
     codegraph = next(t for t in targets if t["labels"]["job"] == "codegraph")
-    assert (
-        codegraph["scrapeUrl"].startswith("https://")
-        and codegraph["labels"]["instance"] == "cg-mon-app"
-    )
+    assert codegraph["labels"]["instance"] == "cg-mon-app"
+
+
+@pytest.mark.parametrize(("where", "port", "path"), SECURED)
+def test_scrapes_need_tls_and_the_password(ops, app, where, port, path):
+    server = {"ops": ops, "app": app}[where]
+    url = f"https://localhost:{port}{path}"
+
+    def status(options: str) -> str:
+        curl = f"curl -sS -o /dev/null -w '%{{http_code}}' --cacert {CA} {options} {url}"
+        return server.run(curl).stdout
+
+    assert status(f"-u 'prometheus:{scrape_password()}'") == "200"
+    assert status("") == "401"  # no credentials
+    assert status("-u prometheus:wrong-password") == "401"
+    plain = server.run(f"curl -sS -o /dev/null -w '%{{http_code}}' http://localhost:{port}{path}")
+    assert plain.stdout != "200"  # plain HTTP is not served
 
 
 def test_every_rule_group_is_loaded(ops):
@@ -128,41 +161,67 @@ def test_provoked_401s_show_in_the_auth_failure_metric(ops, app):
     wait_for("Prometheus to see 7 more failures", lambda: (current() or 0) >= before + 7, 30)
 
 
-def test_service_down_fires_reaches_the_webhook_and_resolves(ops, app):
+@pytest.fixture(scope="module")
+def webhook(ops):
+    """The receiver both Alertmanager webhooks post to; returns a reader of what came."""
     ops.check_output(f"cat > /tmp/receiver.py <<'EOF'\n{RECEIVER}\nEOF")
     ops.run("systemctl stop webhook-receiver; rm -f /tmp/webhook.jsonl")
     ops.check_output("systemd-run --unit=webhook-receiver python3 /tmp/receiver.py")
 
-    def deliveries(status):
+    def received(path: str, alertname: str, status: str = "firing") -> list[dict]:
         lines = ops.run("cat /tmp/webhook.jsonl").stdout.splitlines()
         return [
             alert
-            for line in lines
-            for alert in json.loads(line)["alerts"]
-            if alert["labels"]["alertname"] == "CodeGraphServiceDown" and alert["status"] == status
+            for line in map(json.loads, lines)
+            if line["path"] == path
+            for alert in line["body"]["alerts"]
+            if alert["labels"]["alertname"] == alertname and alert["status"] == status
         ]
 
-    app.check_output("systemctl stop codegraph")
-    try:
-        firing = wait_for(
-            "CodeGraphServiceDown to fire",
-            lambda: [
-                a
-                for a in prometheus(ops, "/api/v1/alerts")["alerts"]
-                if a["labels"]["alertname"] == "CodeGraphServiceDown" and a["state"] == "firing"
-            ],
-            150,
-        )
-        assert firing[0]["labels"] == {
-            "alertname": "CodeGraphServiceDown",
+    return received
+
+
+def firing(ops, alertname: str) -> list[dict]:
+    return [
+        a
+        for a in prometheus(ops, "/api/v1/alerts")["alerts"]
+        if a["labels"]["alertname"] == alertname and a["state"] == "firing"
+    ]
+
+
+def test_the_watchdog_reaches_the_dead_man_receiver_only(ops, webhook):
+    heartbeats = wait_for("the Watchdog at /deadman", lambda: webhook("/deadman", "Watchdog"), 60)
+    assert heartbeats[0]["labels"]["severity"] == "none"
+    assert heartbeats[0]["annotations"]["runbook_url"].endswith("#watchdog")
+    # every alertmanager_deadman_interval (10 s here): a second one comes
+    wait_for("a second heartbeat", lambda: len(webhook("/deadman", "Watchdog")) >= 2, 60)
+    assert not webhook("/alerts", "Watchdog"), "the Watchdog reached the default receiver"
+
+
+def test_a_host_down_fires_host_service_and_lb_alerts_and_they_resolve(ops, webhook):
+    """The app host frozen (podman pause): its exporters and service stop answering, and
+    the load balancer in front of it has no host left."""
+    app = {"severity": "critical", "instance": "cg-mon-app"}
+    expected = {
+        "HostDown": {**app, "job": "node"},
+        "CodeGraphServiceDown": {**app, "job": "codegraph"},
+        "LoadBalancerNoServerUp": {
             "severity": "critical",
-            "job": "codegraph",
-            "instance": "cg-mon-app",
-        }
-        delivered = wait_for("the webhook to receive it", lambda: deliveries("firing"), 60)
-        assert delivered[0]["annotations"]["summary"] == "CodeGraph service is down"
-        assert delivered[0]["annotations"]["runbook_url"].endswith("#codegraphservicedown")
+            "job": "haproxy",
+            "instance": "cg-mon-ops",
+            "proxy": "codegraph",
+        },
+    }
+    subprocess.run(["podman", "pause", "cg-mon-app"], check=True)
+    try:
+        for name, labels in expected.items():
+            alert = wait_for(f"{name} to fire", lambda name=name: firing(ops, name), 240)
+            assert alert[0]["labels"] == {"alertname": name, **labels}
+            delivered = wait_for(
+                f"{name} at the webhook", lambda name=name: webhook("/alerts", name), 60
+            )
+            assert delivered[0]["annotations"]["runbook_url"].endswith("#" + name.lower())
     finally:
-        app.check_output("systemctl start codegraph")
-    resolved = wait_for("the resolution to reach the webhook", lambda: deliveries("resolved"), 120)
-    assert resolved[0]["labels"]["instance"] == "cg-mon-app"
+        subprocess.run(["podman", "unpause", "cg-mon-app"], check=True)
+    for name in expected:
+        wait_for(f"{name} to resolve", lambda name=name: webhook("/alerts", name, "resolved"), 180)
