@@ -37,7 +37,9 @@ def test_defaults_and_argument_specs_agree(role):
     for name, value in defaults.items():
         assert options[name].get("default") == value, f"{role.name}: {name} default differs"
         assert options[name].get("description"), f"{role.name}: {name} has no description"
-        public = name.startswith(role.name + "_") or role.name == "debian_packages"
+        # codegraph_common holds the fleet contract every role reads: codegraph_* names
+        prefix = "codegraph_" if role.name == "codegraph_common" else role.name + "_"
+        public = name.startswith(prefix) or role.name == "debian_packages"
         assert public, f"{name}: public variables are prefixed with the role name"
 
 

@@ -19,6 +19,8 @@ ROLE = Path(__file__).resolve().parent.parent / "roles" / "codegraph"
 ROLE_VARS = yaml.safe_load((ROLE / "vars/main.yml").read_text())
 SPECS = yaml.safe_load((ROLE / "meta/argument_specs.yml").read_text())["argument_specs"]
 PREFLIGHT = (ROLE / "tasks/preflight.yml").read_text()
+# the fleet contract's checks (ports, base directory)
+CONTRACT = (ROLE.parent / "codegraph_common/tasks/main.yml").read_text()
 
 
 def _bounds(field) -> tuple[float | None, float | None]:
@@ -64,4 +66,4 @@ def test_the_vector_dimension_bounds_are_the_services():
 def test_the_port_bounds_are_the_services():
     for name in ("port", "metrics_port"):
         assert _bounds(settings.ServerSettings.model_fields[name]) == (1, 65535), name
-    assert "codegraph_port | int in range(1, 65536)" in PREFLIGHT
+    assert "codegraph_port | int in range(1, 65536)" in CONTRACT

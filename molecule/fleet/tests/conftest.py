@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import testinfra
+from cg_molecule import INVENTORY, TOP
+from cg_molecule import playbook as run_playbook
 
-TOP = Path(__file__).resolve().parents[3]
 APPS = ["cg-fleet-app1", "cg-fleet-app2", "cg-fleet-app3"]
-INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
 KEY_FILE = INVENTORY / ".secrets" / "api_key"
 SEEDED = [f"function:src/seed.py:handler_{i}" for i in range(200)]
-# ansible and ansible-playbook as the tests run them: output without colour codes
-ANSIBLE_ENV = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
 
 
 def host(name: str):
@@ -45,16 +41,7 @@ def served_version(name: str) -> str:
 
 def playbook(name: str, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     """Run one of the project's playbooks against this scenario's inventory."""
-    result = subprocess.run(
-        ["ansible-playbook", "-i", str(INVENTORY), str(TOP / "playbooks" / name), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=ANSIBLE_ENV,
-    )
-    assert api_key() not in result.stdout + result.stderr, "a playbook printed the API key"
-    return result
+    return run_playbook(name, *args, secret=api_key(), timeout=timeout)
 
 
 def release_state() -> dict[str, tuple[str, str, str]]:

@@ -12,8 +12,9 @@ import tarfile
 import time
 from pathlib import Path
 
+from cg_molecule import ANSIBLE_ENV
+
 from conftest import (
-    ANSIBLE_ENV,
     APPS,
     INVENTORY,
     TOP,

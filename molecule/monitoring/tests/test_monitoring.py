@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import testinfra
+from cg_molecule import INVENTORY, TOP
 
-TOP = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(TOP / "scripts"))
-import monitoring_refs  # noqa: E402
+import monitoring_refs
 
 # Records every notification as one JSON line: the path it was posted to, and its body.
 RECEIVER = """
@@ -50,13 +48,8 @@ def app():
     return testinfra.get_host("podman://cg-mon-app")
 
 
-@pytest.fixture(scope="module")
-def api_key() -> str:
-    return (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "api_key").read_text().strip()
-
-
 def scrape_password() -> str:
-    secrets = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / ".secrets"
+    secrets = INVENTORY / ".secrets"
     return (secrets / "monitoring_scrape_password").read_text().strip()
 
 

@@ -1,19 +1,18 @@
-"""Helpers: the test API key, API calls from inside the host, script runs."""
+"""Helpers: the moved layout, API calls from inside the host, script runs."""
 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
+from cg_molecule import group_vars
 
-BIN = "/opt/codegraph/bin"
-
-
-@pytest.fixture(scope="session")
-def api_key() -> str:
-    return (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "api_key").read_text().strip()
+# This scenario moves the fleet contract (molecule.yml): every script, playbook and
+# check must follow the base directory and the port set once in the inventory.
+CONTRACT = group_vars("codegraph")
+BASE = CONTRACT["codegraph_base_dir"]
+BIN = f"{BASE}/bin"
+URL = f"https://localhost:{CONTRACT['codegraph_port']}"
 
 
 @pytest.fixture
@@ -24,7 +23,7 @@ def api(host, api_key):
         data = f"-H 'Content-Type: application/json' -d '{json.dumps(body)}'" if body else ""
         out = host.check_output(
             f"curl -sS --fail-with-body -X {method} -H 'Authorization: Bearer {api_key}' {data} "
-            f"https://localhost:8080{path}"
+            f"{URL}{path}"
         )
         return json.loads(out) if out else None
 

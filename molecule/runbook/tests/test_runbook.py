@@ -6,8 +6,9 @@ import subprocess
 import time
 
 import pytest
+from cg_molecule import playbook
 
-from conftest import BIN, summary
+from conftest import BASE, BIN, URL, summary
 
 SCRIPTS = [
     "codegraph-lib.sh",
@@ -21,12 +22,12 @@ SCRIPTS = [
     "capacity_track.sh",
     "incident_p0.sh",
 ]
-BACKUPS = "/opt/codegraph/backups"
+BACKUPS = f"{BASE}/backups"
 
 
 def _wait_healthy(host, seconds=90):
     deadline = time.monotonic() + seconds
-    while host.run("curl -sf https://localhost:8080/health").rc != 0:
+    while host.run(f"curl -sf {URL}/health").rc != 0:
         assert time.monotonic() < deadline, "the service did not come back"
         time.sleep(1)
 
@@ -158,7 +159,7 @@ def test_full_recovery_brings_back_exactly_the_backed_up_data(host, api, script)
     assert result.rc == 0, result.stdout + result.stderr
     assert summary(result)["status"] == "ok"
     assert api("GET", "/nodes?limit=1000")["nodes"] == before
-    assert host.run("ls -d /opt/codegraph/data.pre-recovery.*").rc == 0
+    assert host.run(f"ls -d {BASE}/data.pre-recovery.*").rc == 0
 
 
 def test_full_recovery_refuses_a_damaged_tarball_before_touching_anything(host, api, script):
@@ -195,16 +196,14 @@ def test_pitr_script_recovers_to_a_moment(host, api, script):
 
 def test_security_check_counts_failed_logins_and_flags_problems(host, script):
     for _ in range(3):
-        host.run(
-            "curl -s -o /dev/null -H 'Authorization: Bearer wrong-key' https://localhost:8080/stats"
-        )
+        host.run(f"curl -s -o /dev/null -H 'Authorization: Bearer wrong-key' {URL}/stats")
     result = script("security_check.sh")
     fields = summary(result)
     assert result.rc == 0, result.stdout
     assert int(fields["failed_auth"]) >= 3 and int(fields["cert_days_left"]) > 300
     assert fields["permissions"] == "ok"
 
-    crt = "/opt/codegraph/config/server.crt"
+    crt = f"{BASE}/config/server.crt"
     host.check_output(
         f"cp -a {crt} {crt}.orig && openssl req -x509 -newkey ec "
         "-pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 5 -subj /CN=soon "
@@ -217,16 +216,16 @@ def test_security_check_counts_failed_logins_and_flags_problems(host, script):
     finally:
         host.check_output(f"mv {crt}.orig {crt}")
 
-    host.check_output("chmod 0644 /opt/codegraph/config/.env")
+    host.check_output(f"chmod 0644 {BASE}/config/.env")
     try:
         result = script("security_check.sh")
         assert result.rc == 1 and summary(result)["permissions"] == "wrong"
     finally:
-        host.check_output("chmod 0640 /opt/codegraph/config/.env")
+        host.check_output(f"chmod 0640 {BASE}/config/.env")
 
 
 def test_log_cleanup_compresses_deletes_and_cleans(host, script):
-    logs = "/opt/codegraph/logs"
+    logs = f"{BASE}/logs"
     setup = [
         f"echo old > {logs}/aged-test.log",
         f"touch -d '2 days ago' {logs}/aged-test.log",
@@ -252,7 +251,7 @@ def test_log_cleanup_compresses_deletes_and_cleans(host, script):
 
 
 def test_capacity_tracking_appends(host, script):
-    growth = "/opt/codegraph/logs/capacity-growth.log"
+    growth = f"{BASE}/logs/capacity-growth.log"
     lines_before = (
         len(host.file(growth).content_string.splitlines()) if host.file(growth).exists else 1
     )
@@ -300,12 +299,39 @@ def test_cron_schedule(host):
     for job, when in expected.items():
         line = next(line for line in cron.splitlines() if f"/{job}.sh" in line)
         assert line.startswith(f"{when} * * * root flock -n /run/lock/codegraph-{job}.lock")
-        assert line.endswith(f">> /opt/codegraph/logs/cron-{job}.log 2>&1")
+        assert line.endswith(f">> {BASE}/logs/cron-{job}.log 2>&1")
 
 
 def test_logrotate_rotates_and_the_service_keeps_logging(host):
     assert host.run("logrotate -d /etc/logrotate.d/codegraph").rc == 0
     assert host.run("logrotate -f /etc/logrotate.d/codegraph").rc == 0
-    assert host.run("ls /opt/codegraph/logs/codegraph.log-*").rc == 0
-    host.run("curl -s -o /dev/null -H 'Authorization: Bearer nope' https://localhost:8080/stats")
-    assert "authentication failed" in host.file("/opt/codegraph/logs/codegraph.log").content_string
+    assert host.run(f"ls {BASE}/logs/codegraph.log-*").rc == 0
+    host.run(f"curl -s -o /dev/null -H 'Authorization: Bearer nope' {URL}/stats")
+    assert "authentication failed" in host.file(f"{BASE}/logs/codegraph.log").content_string
+
+
+def test_the_layout_and_port_are_the_inventorys(host):
+    """Nothing is left at the defaults this scenario moved away from."""
+    assert BASE != "/opt/codegraph" and not host.file("/opt/codegraph").exists
+    assert URL != "https://localhost:8080" and host.run("curl -s https://localhost:8080").rc != 0
+    toml = host.file(f"{BASE}/config/codegraph.toml").content_string
+    assert f"port = {URL.rsplit(':', 1)[1]}" in toml and f'keys_file = "{BASE}/config/.env"' in toml
+
+
+def test_the_playbooks_follow_the_moved_contract(host, api_key, tmp_path):
+    """The fleet playbooks find the moved scripts, files and port from the inventory alone."""
+    health = playbook("health_check.yml", secret=api_key)
+    assert health.returncode == 0, health.stdout[-3000:]
+    assert "healthy" in health.stdout and f"{host.backend.hostname}" in health.stdout
+    assert f":{URL.rsplit(':', 1)[1]}" in health.stdout, "the summary shows another port"
+
+    backup = playbook("backup.yml", "-e", f"backup_store_dir={tmp_path}", secret=api_key)
+    assert backup.returncode == 0, backup.stdout[-3000:]
+    assert list(tmp_path.glob("*/codegraph-backup-*-fleet.tar.gz")), "no backup was fetched"
+
+    window = playbook(
+        "maintenance.yml", "-e", f"maintenance_reports_dir={tmp_path}", secret=api_key
+    )
+    assert window.returncode == 0, window.stdout[-3000:]
+    assert list(tmp_path.glob("*.json")), "maintenance saved no auto-tune report"
+    _wait_healthy(host)
