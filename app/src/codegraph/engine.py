@@ -106,7 +106,7 @@ class Engine:
         self.background = background
         self.started = time.time()
         self.gate = Gate()
-        self.write_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self.reads = 0  # operations observed since start, for auto-tune
         self.writes = 0
         self.last_compaction: dict[str, Any] | None = None
@@ -195,6 +195,29 @@ class Engine:
             self.close_store(save_index=True)
             self.oplog.close()
         self._lock_file.close()
+
+    # ------------------------------------------------------------- locking
+    # The lock order, the one place it is written: the gate (the store in use, or
+    # closed while it is swapped), then the indexer's pause lock (the vector index
+    # holds still), then the write lock (no write is planned or committed). Code
+    # outside the engine takes them only through these three.
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """The store in use and no other write: to write, or to read a state between writes."""
+        with self.gate.use(), self._write_lock:
+            yield
+
+    @contextmanager
+    def holding_still(self) -> Iterator[None]:
+        """The store in use, with the graph and the vector index both holding still."""
+        with self.gate.use(), self.indexer.pause_lock, self._write_lock:
+            yield
+
+    @contextmanager
+    def exclusive(self, reason: str) -> Iterator[None]:
+        """The store to the caller alone (a restore swaps it); others get 503 with reason."""
+        with self.gate.closed(reason), self._write_lock:
+            yield
 
     # -------------------------------------------------------------- writes
     def submit(self, mutation: dict[str, Any], key: str | None = None) -> Written:
@@ -555,7 +578,7 @@ class Engine:
     def digest(self) -> dict[str, Any]:
         """A digest of the graph's content at this host's applied sequence."""
         with self.gate.use():
-            with self.write_lock:  # no write between the snapshots and the sequence
+            with self.writing():  # no write between the snapshots and the sequence
                 snapshots = self.store.content_snapshots()
                 seq = self.applied.seq
                 counters = dict(self.store.counters)
@@ -572,7 +595,7 @@ class Engine:
         healthy = True
         try:
             with self.gate.use():
-                self.store.db.get(b"m:nodes_total")
+                self.store.ping()
             checks["database"] = "ok"
         except Unavailable as error:
             checks["database"], healthy = str(error), False

@@ -69,7 +69,7 @@ def prepare(
             if index.is_file():  # a restore catches it up from the queue in the checkpoint
                 (staging / "vector").mkdir()
                 link_or_copy(index, staging / "vector" / "index.bin")
-            BackupStore.checkpoint(store.db, staging)
+            BackupStore.checkpoint(store, staging)
             digest = store.digest_of(store.content_snapshots())
             counters = dict(store.counters)
         finally:
@@ -114,7 +114,7 @@ def adopt(engine: Engine, seq: int, ts: float, entry: dict[str, Any]) -> dict[st
         staged.commit(staged.plan({"op": "pause_writes", "reason": reason}, ts, seq))
 
     restore_from(engine, backup_id, ranges=[], open_from=None, target_ts=None, on_staged=at_seq)
-    with engine.gate.use(), engine.write_lock:
+    with engine.writing():
         if seq > engine.oplog.last_lsn:
             engine.oplog.append(ts, entry, seq)
         engine.applied.reset(seq)

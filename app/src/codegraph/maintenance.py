@@ -7,18 +7,14 @@ import time
 from typing import Any
 
 import numpy as np
-import orjson
-import rocksdict
 
 from codegraph import metrics
 from codegraph.engine import Engine
 from codegraph.errors import InvalidInput
+from codegraph.store import integrity
 from codegraph.store.figures import rocksdb_figures
-from codegraph.store.graph import COLUMN_FAMILIES, iso, queued_ids
-from codegraph.store.graph import entries as store_entries
-from codegraph.vector.embed import embedding_problem
+from codegraph.store.graph import iso
 
-MAX_REPORTED_PROBLEMS = 1000
 EF_CANDIDATES = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
 
@@ -36,53 +32,24 @@ def rocksdb_stats(engine: Engine) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ integrity
-class _Report:
-    def __init__(self) -> None:
-        self.problems: list[dict[str, str]] = []
-        self.count = 0
-
-    def add(self, kind: str, detail: str) -> None:
-        self.count += 1
-        if len(self.problems) < MAX_REPORTED_PROBLEMS:
-            self.problems.append({"type": kind, "detail": detail})
-
-
 def check_integrity(engine: Engine) -> dict[str, Any]:
-    """Read every entry with checksums verified, then cross-check the structures:
-    edges and lookups to missing nodes, one-sided edges, vector-index entries
-    without nodes and nodes missing from the index, drifted counters."""
+    """Read every entry with checksums verified, then cross-check the structures
+    (codegraph.store.integrity) on one consistent view."""
     started = time.monotonic()
-    report = _Report()
+    report = integrity.Report()
     with engine.gate.use():
-        store = engine.store
-        # One consistent view: every snapshot taken while no write can happen.
-        with engine.indexer.pause_lock, engine.write_lock:
-            snapshots = {name: store.cf[name].snapshot() for name in COLUMN_FAMILIES}
-            snapshots["default"] = store.db.snapshot()
-            counters = dict(store.counters)
-            index = engine.indexer.index
-            indexed = {node_id: index.versions[label] for node_id, label in index.label_of.items()}
-            indexed_seq = index.seq
-        read_options = rocksdict.ReadOptions()
-        read_options.set_verify_checksums(True)
-        read_options.fill_cache(False)
-        scanned: dict[str, list[tuple[bytes, bytes]]] = {}
-        for name, snapshot in snapshots.items():
-            iterator = snapshot.iter(read_options)
-            iterator.seek_to_first()
-            try:
-                scanned[name] = list(store_entries(iterator))
-            except Exception as error:  # RocksDB reports a checksum mismatch as an error
-                report.add("corruption", f"column family {name}: {error}")
-    checked = _cross_check(
-        report,
-        scanned,
-        counters,
-        indexed,
-        indexed_seq,
-        dimension=engine.settings.vector.dimension,
-        rebuilding=engine.indexer.is_rebuilding(),
-    )
+        with engine.holding_still():  # every snapshot taken while nothing can change
+            snapshots = engine.store.all_snapshots()
+            counters = dict(engine.store.counters)
+            vectors = engine.indexer.index
+            index = integrity.VectorIndexView(
+                {node_id: vectors.versions[label] for node_id, label in vectors.label_of.items()},
+                vectors.seq,
+                dimension=engine.settings.vector.dimension,
+                rebuilding=engine.indexer.is_rebuilding(),
+            )
+        scanned = integrity.read_verified(snapshots, report)
+    checked = integrity.cross_check(report, scanned, counters, index)
     return {
         "status": "ok" if report.count == 0 else "problems_found",
         "checked": checked,
@@ -94,105 +61,13 @@ def check_integrity(engine: Engine) -> dict[str, Any]:
     }
 
 
-def _cross_check(
-    report: _Report,
-    scanned: dict[str, list[tuple[bytes, bytes]]],
-    counters: dict[str, int],
-    indexed: dict[str, int],
-    indexed_seq: int,
-    *,
-    dimension: int,
-    rebuilding: bool,
-) -> dict[str, int]:
-    """Checks over what could be read; those needing an unreadable family are skipped."""
-    checked: dict[str, int] = {}
-    if "nodes" not in scanned:
-        return checked
-    nodes: dict[bytes, int] = {}
-    for key, value in scanned["nodes"]:
-        try:
-            nodes[key] = orjson.loads(value)["version"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            report.add("bad_record", f"node {key!r} is not a valid record")
-    checked["nodes"] = len(nodes)
-    if counters["nodes_total"] != len(nodes):
-        report.add(
-            "counter_drift", f"nodes_total is {counters['nodes_total']}, counted {len(nodes)}"
-        )
-    if "edges" in scanned:
-        forward, reverse = set(), set()
-        for key, _ in scanned["edges"]:
-            first, kind, second = key[1:].split(b"\0")
-            missing = [n for n in (first, second) if n not in nodes]
-            if missing:
-                report.add("edge_to_missing_node", f"{key!r} refers to missing {missing[0]!r}")
-            (forward if key.startswith(b"o") else reverse).add(
-                (first, kind, second) if key.startswith(b"o") else (second, kind, first)
-            )
-        for source, kind, target in forward - reverse:
-            report.add("edge_without_reverse", f"{source!r} -{kind.decode()}-> {target!r}")
-        for source, kind, target in reverse - forward:
-            report.add("reverse_without_edge", f"{source!r} -{kind.decode()}-> {target!r}")
-        checked["edges"] = len(forward)
-        if counters["edges_total"] != len(forward):
-            report.add(
-                "counter_drift", f"edges_total is {counters['edges_total']}, counted {len(forward)}"
-            )
-    if "lookup" in scanned:
-        in_kind_index = set()
-        for key, _ in scanned["lookup"]:
-            node_id = key[1:].partition(b"\0")[2]
-            if node_id not in nodes:
-                report.add("lookup_to_missing_node", f"lookup entry {key!r}")
-            elif key.startswith(b"k"):
-                in_kind_index.add(node_id)
-        for node_id in nodes.keys() - in_kind_index:
-            report.add("node_not_in_lookup", f"node {node_id!r} missing from the kind index")
-    unusable: set[bytes] = set()  # reported as bad embeddings, not again as not indexed
-    if "embeddings" in scanned:
-        checked["embeddings"] = len(scanned["embeddings"])
-        for key, value in scanned["embeddings"]:
-            if key not in nodes:
-                report.add("embedding_without_node", f"embedding of {key!r}")
-            elif len(value) != 4 * dimension:
-                unusable.add(key)
-                report.add("bad_embedding", f"embedding of {key!r} has {len(value) // 4} values")
-            elif problem := embedding_problem(np.frombuffer(value, dtype=np.float32)):
-                unusable.add(key)
-                report.add("bad_embedding", f"{key!r}: {problem} (stored before checks existed)")
-    if "default" in scanned:
-        pending = {
-            node_id
-            for key, value in scanned["default"]
-            if key.startswith(b"q") and int.from_bytes(key[1:], "big") > indexed_seq
-            for node_id in queued_ids(value)
-        }
-        for node_id in indexed.keys() - {key.decode() for key in nodes}:
-            if node_id.encode() not in pending:
-                report.add("index_entry_without_node", f"vector index has {node_id!r}")
-        if not rebuilding:
-            for key, version in nodes.items():
-                if (
-                    indexed.get(key.decode()) != version
-                    and key not in pending
-                    and key not in unusable
-                ):
-                    report.add("node_not_indexed", f"node {key!r} (version {version})")
-        checked["vector_index_entries"] = len(indexed)
-    return checked
-
-
 # ----------------------------------------------------------------- compaction
 def compact(engine: Engine) -> dict[str, Any]:
     """A full manual compaction of every column family, bottommost level included."""
-    options = rocksdict.CompactOptions()
-    options.set_bottommost_level_compaction(rocksdict.BottommostLevelCompaction.force())
     with engine.gate.use():
         before = engine.store.property_int("rocksdb.total-sst-files-size")
         started = time.monotonic()
-        engine.store.db.compact_range(None, None, options)
-        for name in COLUMN_FAMILIES:
-            engine.store.cf[name].compact_range(None, None, options)
+        engine.store.compact_all()
         duration = time.monotonic() - started
         after = engine.store.property_int("rocksdb.total-sst-files-size")
     metrics.COMPACTION_SECONDS.observe(duration)
@@ -209,17 +84,9 @@ def analyze(engine: Engine) -> dict[str, Any]:
     """Recount nodes and edges exactly (repairing the counters if they drifted),
     tally nodes per kind and edges per type, and refresh the key estimates."""
     started = time.monotonic()
-    with engine.gate.use(), engine.write_lock:
+    with engine.writing():
         store = engine.store
-        kinds: dict[str, int] = {}
-        for key, _ in store.scan("lookup", b"k"):
-            kind = key[1:].partition(b"\0")[0].decode()
-            kinds[kind] = kinds.get(kind, 0) + 1
-        edge_types: dict[str, int] = {}
-        for key, _ in store.scan("edges", b"o"):
-            kind = key.split(b"\0")[1].decode()
-            edge_types[kind] = edge_types.get(kind, 0) + 1
-        nodes_counted = sum(1 for _ in store.scan("nodes", b""))
+        nodes_counted, kinds, edge_types = store.tally()
         edges_counted = sum(edge_types.values())
         repaired = store.set_counters(nodes_total=nodes_counted, edges_total=edges_counted)
         estimates = rocksdb_figures(store)["key_estimates"]

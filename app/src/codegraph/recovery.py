@@ -48,9 +48,9 @@ def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
             (staging / "vector").mkdir()
             link_or_copy(index_file, staging / "vector" / "index.bin")
             linked = time.monotonic()
-            with engine.write_lock:
+            with engine.writing():
                 created = time.time()
-                backups.checkpoint(engine.store.db, staging)
+                backups.checkpoint(engine.store, staging)
                 lsn = engine.oplog.last_lsn
                 counters = dict(engine.store.counters)
             checkpointed = time.monotonic()
@@ -199,7 +199,7 @@ def restore_from(
     db_path = Path(engine.settings.database.path)
     index_path = Path(engine.settings.vector.path) / "index.bin"
     reason = "point-in-time recovery" if open_from is not None else "restore"
-    with engine.gate.closed(reason), engine.write_lock:
+    with engine.exclusive(reason):
         swaps = stage_restore(engine.backups.dir / backup_id, db_path, index_path)
         try:
             replayed, marker_ranges = 0, []

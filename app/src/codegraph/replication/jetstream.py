@@ -212,7 +212,7 @@ class JetStreamLog:
             return
         while not self._stopping.is_set() and not self.stalled:
             try:
-                with engine.gate.use(), engine.write_lock:
+                with engine.writing():
                     needed = self._start_seq()  # the ordered consumer never skips one...
                     if seq > needed:  # ...unless the stream no longer has it
                         self._stall(

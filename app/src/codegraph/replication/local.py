@@ -34,7 +34,7 @@ class LocalLog:
     def submit(self, mutation: dict[str, Any], key: str | None) -> tuple[dict[str, Any], int, bool]:
         """(result, sequence, whether it was a retry of an earlier write)."""
         engine = self.engine
-        with engine.gate.use(), engine.write_lock:  # one write at a time: the key check too
+        with engine.writing():  # one write at a time: the key check too
             if key is not None and (earlier := self._earlier(key)) is not None:
                 return engine.applied.outcome(earlier), earlier, True
             seq = engine.oplog.last_lsn + 1

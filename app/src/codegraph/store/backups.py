@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import rocksdict
 
 from codegraph.errors import IntegrityError, InvalidInput, NotFound
+from codegraph.store.graph import GraphStore
 
 MANIFEST = "manifest.json"
 _BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -73,8 +73,9 @@ class BackupStore:
         return backup_id, staging
 
     @staticmethod
-    def checkpoint(db: rocksdict.Rdict, staging: Path) -> None:
-        rocksdict.Checkpoint(db).create_checkpoint(str(staging / "rocksdb"))
+    def checkpoint(store: GraphStore, staging: Path) -> None:
+        """The database part of a staged backup (the caller keeps writes out)."""
+        store.checkpoint(staging / "rocksdb")
 
     def seal(self, backup_id: str, staging: Path, info: dict[str, Any]) -> dict[str, Any]:
         """Checksum every staged file, write the manifest, publish the backup."""

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,30 @@ def queued_ids(value: bytes) -> list[bytes]:
 def _edge_keys(source: str, edge_type: str, target: str) -> tuple[bytes, bytes]:
     src, kind, dst = source.encode(), edge_type.encode(), target.encode()
     return b"o" + src + b"\0" + kind + b"\0" + dst, b"i" + dst + b"\0" + kind + b"\0" + src
+
+
+def edge_of_key(key: bytes) -> tuple[bytes, bytes, bytes, bool]:
+    """An ``edges`` key as (source, type, target, forward): either direction's key
+    gives the edge it stands for; forward tells which of the two it is."""
+    first, kind, second = key[1:].split(b"\0")
+    forward = key.startswith(b"o")
+    return (first, kind, second, True) if forward else (second, kind, first, False)
+
+
+def lookup_of_key(key: bytes) -> tuple[bool, bytes, bytes]:
+    """A ``lookup`` key as (is the kind index, kind or name key, node id)."""
+    value, _, node_id = key[1:].partition(b"\0")
+    return key.startswith(b"k"), value, node_id
+
+
+def queued_after(default_entries: list[tuple[bytes, bytes]], seq: int) -> set[bytes]:
+    """Node ids in the vector queue's entries after seq, from a scan of ``default``."""
+    return {
+        node_id
+        for key, value in default_entries
+        if key.startswith(b"q") and int.from_bytes(key[1:], "big") > seq
+        for node_id in queued_ids(value)
+    }
 
 
 @dataclass
@@ -446,6 +471,43 @@ class GraphStore:
     def content_snapshots(self) -> dict[str, Any]:
         """Snapshots of the families that hold the graph (the caller keeps writes out)."""
         return {name: self.cf[name].snapshot() for name in self.CONTENT_FAMILIES}
+
+    def all_snapshots(self) -> dict[str, Any]:
+        """Snapshots of every family, ``default`` (counters, queue) included: one
+        consistent view when the caller keeps writes out while taking them."""
+        return {
+            **{name: self.cf[name].snapshot() for name in COLUMN_FAMILIES},
+            "default": self.db.snapshot(),
+        }
+
+    # ----------------------------------------------------------- maintenance
+    def ping(self) -> None:
+        """One read: raises when the database cannot be read."""
+        self.db.get(b"m:nodes_total")
+
+    def checkpoint(self, path: Path) -> None:
+        """A RocksDB checkpoint (hard links of the live files) at path."""
+        rocksdict.Checkpoint(self.db).create_checkpoint(str(path))
+
+    def compact_all(self) -> None:
+        """A full manual compaction of every family, bottommost level included."""
+        options = rocksdict.CompactOptions()
+        options.set_bottommost_level_compaction(rocksdict.BottommostLevelCompaction.force())
+        self.db.compact_range(None, None, options)
+        for family in self.cf.values():
+            family.compact_range(None, None, options)
+
+    def tally(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        """Exact counts: (nodes, nodes per kind, edges per type)."""
+        kinds: dict[str, int] = {}
+        for key, _ in self.scan("lookup", b"k"):
+            kind = lookup_of_key(key)[1].decode()
+            kinds[kind] = kinds.get(kind, 0) + 1
+        edge_types: dict[str, int] = {}
+        for key, _ in self.scan("edges", b"o"):
+            kind = edge_of_key(key)[1].decode()
+            edge_types[kind] = edge_types.get(kind, 0) + 1
+        return sum(1 for _ in self.scan("nodes", b"")), kinds, edge_types
 
     @staticmethod
     def digest_of(snapshots: dict[str, Any]) -> str:
