@@ -24,6 +24,9 @@ import orjson
 from codegraph.errors import IntegrityError, InvalidInput, NotFound
 from codegraph.store.graph import GraphStore
 
+# What the rest of the service may use (tests/test_layers.py holds it to this).
+__all__ = ["BackupStore", "finish_swaps", "link_or_copy", "stage_restore", "swap_in"]
+
 MANIFEST = "manifest.json"
 _BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 KEEP_REPLACED = 3  # data directories set aside by restores that are kept

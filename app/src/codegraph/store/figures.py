@@ -6,6 +6,9 @@ from typing import Any
 
 from codegraph.store.graph import COLUMN_FAMILIES, GraphStore
 
+# What the rest of the service may use (tests/test_layers.py holds it to this).
+__all__ = ["rocksdb_figures"]
+
 
 def rocksdb_figures(store: GraphStore) -> dict[str, Any]:
     """RocksDB's own figures: shared by GET /stats/rocksdb and the /metrics collector."""

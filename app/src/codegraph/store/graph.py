@@ -35,6 +35,9 @@ import rocksdict
 from codegraph.errors import DatabaseInUse, InvalidInput, NotFound, Unavailable
 from codegraph.text import name_keys
 
+# What the rest of the service may use (tests/test_layers.py holds it to this).
+__all__ = ["EDGE_TYPES", "NODE_FIELDS", "GraphStore", "Plan", "iso"]
+
 COLUMN_FAMILIES = ("nodes", "embeddings", "edges", "lookup")
 EDGE_TYPES = ("contains", "imports", "calls", "inherits")
 # The client-settable fields of a node, as stored in its record.

@@ -17,6 +17,7 @@ from codegraph.vector.embed import embedding_problem
 
 MAX_REPORTED_PROBLEMS = 1000
 
+# What the rest of the service may use (tests/test_layers.py holds it to this).
 __all__ = ["MAX_REPORTED_PROBLEMS", "Report", "VectorIndexView", "cross_check", "read_verified"]
 
 

@@ -28,6 +28,9 @@ from typing import Any, BinaryIO
 
 import orjson
 
+# What the rest of the service may use (tests/test_layers.py holds it to this).
+__all__ = ["Entry", "OpLog"]
+
 _HEADER = struct.Struct("<II")
 _INDEX_ENTRY = struct.Struct("<QQ")  # lsn, byte offset of its record
 INDEX_EVERY_BYTES = 1 << 20

@@ -6,6 +6,9 @@ from typing import Any
 
 import rocksdict
 
+# What the rest of the service may use (tests/test_layers.py holds it to this).
+__all__ = ["build_options"]
+
 _COMPRESSION = {
     "none": rocksdict.DBCompressionType.none,
     "snappy": rocksdict.DBCompressionType.snappy,
