@@ -121,6 +121,22 @@ def test_codegraph_switch_passes_shellcheck_and_refuses_what_it_cannot_do(host, 
     assert host.file(f"{BASE}/current").linked_to == f"{BASE}/releases/1.0.0"
 
 
+def test_codegraph_healthy_means_healthy_on_the_current_release(host, tmp_path):
+    """The one definition of healthy the handlers, codegraph-switch and the runbook use."""
+    _assert_installed_and_shellcheck_clean(host, tmp_path, "codegraph-healthy", 0o755)
+    assert host.run(f"{BASE}/bin/codegraph-healthy").rc == 0  # current: 1.0.0
+    other = host.run(f"{BASE}/bin/codegraph-healthy 9.9.9")
+    assert other.rc == 1 and "not healthy on release 9.9.9" in other.stderr
+    assert '"version":"1.0.0"' in other.stderr  # what it does serve, in the reason
+    host.run("systemctl stop codegraph")
+    try:
+        stopped = host.run(f"{BASE}/bin/codegraph-healthy --wait 1")
+        assert stopped.rc == 1 and "no answer" in stopped.stderr
+    finally:
+        host.run("systemctl start codegraph")
+    assert host.run(f"{BASE}/bin/codegraph-healthy --wait 60").rc == 0
+
+
 def test_codegraph_auth_header_prints_the_key_as_a_header_and_only_that(host, tmp_path, api_key):
     _assert_installed_and_shellcheck_clean(host, tmp_path, "codegraph-auth-header", 0o755)
     header = host.run(f"{BASE}/bin/codegraph-auth-header")
