@@ -118,6 +118,14 @@ def test_codegraph_switch_passes_shellcheck_and_refuses_what_it_cannot_do(host, 
     assert missing.rc == 3 and "9.9.9 is not installed" in missing.stderr
     no_previous = host.run(f"{BASE}/bin/codegraph-switch --rollback")
     assert no_previous.rc == 3 and "no release to roll back to" in no_previous.stderr
+    # --link-only: the role's converge switch (its handler restarts), --dry-run its check mode
+    would = host.run(f"{BASE}/bin/codegraph-switch --link-only 9.9.9 --dry-run")
+    expected = {"changed": True, "from": "1.0.0", "to": "9.9.9"}
+    assert would.rc == 0 and json.loads(would.stdout) == expected
+    refused = host.run(f"{BASE}/bin/codegraph-switch --link-only 9.9.9")
+    assert refused.rc == 3 and "9.9.9 is not installed" in refused.stderr
+    same = host.run(f"{BASE}/bin/codegraph-switch --link-only 1.0.0")
+    assert same.rc == 0 and json.loads(same.stdout)["changed"] is False
     assert host.file(f"{BASE}/current").linked_to == f"{BASE}/releases/1.0.0"
 
 
