@@ -239,3 +239,19 @@ def test_authentication(client, caplog):
     assert client.get("/health", headers={"Authorization": ""}).status_code == 200
     assert client.get("/openapi.json", headers={"Authorization": ""}).status_code == 401
     assert client.get("/stats").status_code == 200
+
+
+def test_an_idempotency_key_answers_its_own_request_only(client):
+    key = {"Idempotency-Key": "one-request"}
+    first = client.post("/nodes", json={"nodes": [node("idem:a")]}, headers=key)
+    again = client.post("/nodes", json={"nodes": [node("idem:a")]}, headers=key)
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+    # the same key on another request: refused, not answered with the first one's result
+    for reused in (
+        client.post("/nodes", json={"nodes": [node("idem:b")]}, headers=key),
+        client.request("DELETE", "/nodes/idem:a", headers=key),
+    ):
+        assert reused.status_code == 422, reused.text
+        assert "used for a different request" in reused.json()["detail"]
+    assert client.get("/nodes/idem:a").status_code == 200
+    assert client.get("/nodes/idem:b").status_code == 404

@@ -105,6 +105,8 @@ def test_a_retried_write_is_applied_once_whichever_host_gets_the_retry(hosts):
             "/nodes", json={"nodes": [node("idem:1")]}, headers={"Idempotency-Key": "other"}
         )
         assert int(other.headers["x-codegraph-seq"]) > int(created.headers["x-codegraph-seq"])
+        reused = second.post("/nodes", json={"nodes": [node("idem:2")]}, headers=key)
+        assert reused.status_code == 422 and "different request" in reused.json()["detail"]
 
 
 def test_a_write_that_became_invalid_is_refused_the_same_everywhere(hosts):

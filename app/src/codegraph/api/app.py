@@ -12,6 +12,7 @@ from codegraph.api import (
     operations,
     parse,
     replication,
+    responses,
     search,
     system,
     vector,
@@ -51,12 +52,17 @@ def create_app(engine: Engine, keys: ApiKeys) -> FastAPI:
 
 
 def _declare_bearer_auth(app: FastAPI) -> None:
-    """Tell the OpenAPI schema (and its clients) that a bearer key is required."""
+    """Tell the OpenAPI schema (and its clients) that a bearer key is required, and what
+    a refusal looks like."""
     default_openapi = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = default_openapi()
+            # FastAPI's own 422 body knows only the problem list; ours may be one message
+            schema["components"]["schemas"]["HTTPValidationError"] = (
+                responses.Refused.model_json_schema()
+            )
             schema.setdefault("components", {})["securitySchemes"] = {
                 "apiKey": {"type": "http", "scheme": "bearer"}
             }

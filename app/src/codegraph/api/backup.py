@@ -3,14 +3,20 @@
 from fastapi import APIRouter
 
 from codegraph import fleet_restore, recovery
+from codegraph.api import responses
 from codegraph.api.deps import EngineDep
 from codegraph.api.models import PointInTimeRequest, PrepareRequest, RestoreRequest
+from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 
 router = APIRouter(tags=["backup"], route_class=OrjsonRoute)
 
 
-@router.post("/backup", summary="Take a consistent backup (checkpoint, index, manifest)")
+@router.post(
+    "/backup",
+    **returns(responses.BackupCreated),
+    summary="Take a consistent backup (checkpoint, index, manifest)",
+)
 def create_backup(engine: EngineDep) -> dict:
     manifest = recovery.create_backup(engine)
     return {
@@ -22,12 +28,16 @@ def create_backup(engine: EngineDep) -> dict:
     }
 
 
-@router.get("/backup", summary="List the backups, oldest first")
+@router.get("/backup", **returns(responses.Backups), summary="List the backups, oldest first")
 def list_backups(engine: EngineDep) -> dict:
     return {"backups": recovery.list_backups(engine)}
 
 
-@router.post("/backup/restore", summary="Restore a backup (verified before anything is replaced)")
+@router.post(
+    "/backup/restore",
+    **returns(responses.Restored),
+    summary="Restore a backup (verified before anything is replaced)",
+)
 def restore(payload: RestoreRequest, engine: EngineDep) -> dict:
     engine.require_single_host("restore")
     return recovery.restore(engine, payload.backup_id)
@@ -35,6 +45,7 @@ def restore(payload: RestoreRequest, engine: EngineDep) -> dict:
 
 @router.post(
     "/recovery/point-in-time",
+    **returns(responses.Restored),
     summary="The latest backup before the time, plus the operation log replayed up to it",
 )
 def point_in_time(payload: PointInTimeRequest, engine: EngineDep) -> dict:
@@ -44,6 +55,7 @@ def point_in_time(payload: PointInTimeRequest, engine: EngineDep) -> dict:
 
 @router.post(
     "/recovery/prepare",
+    **returns(responses.Prepared),
     summary="A new backup of a backup's state, or of the state at a time (live data untouched)",
     description="What a fleet restores together (POST /replication/adopt); its digest "
     "is the state's fingerprint.",

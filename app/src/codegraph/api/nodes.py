@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
+from codegraph.api import responses
 from codegraph.api.deps import EngineDep, IdempotencyKey, answered
 from codegraph.api.limits import BatchLimits
 from codegraph.api.models import (
@@ -15,6 +16,7 @@ from codegraph.api.models import (
     NodePatch,
     UpsertRequest,
 )
+from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 
 router = APIRouter(tags=["nodes"], route_class=OrjsonRoute)
@@ -24,6 +26,7 @@ Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 @router.post(
     "/nodes",
+    **returns(responses.Written, write=True),
     summary="Create or replace nodes (and edges), atomically",
     dependencies=[BatchLimits],
 )
@@ -35,7 +38,11 @@ def upsert_nodes(
     )
 
 
-@router.get("/nodes", summary="List nodes in id order, filtered, one page at a time")
+@router.get(
+    "/nodes",
+    **returns(responses.NodePage),
+    summary="List nodes in id order, filtered, one page at a time",
+)
 def list_nodes(
     engine: EngineDep,
     kind: Kind | None = None,
@@ -51,7 +58,9 @@ def list_nodes(
     )
 
 
-@router.get("/nodes/{node_id:path}/edges", summary="Edges of a node")
+@router.get(
+    "/nodes/{node_id:path}/edges", **returns(responses.NodeEdges), summary="Edges of a node"
+)
 def node_edges(
     node_id: str,
     engine: EngineDep,
@@ -62,7 +71,11 @@ def node_edges(
     return engine.node_edges(node_id, direction, type, limit)
 
 
-@router.get("/nodes/{node_id:path}/neighbors", summary="Nodes linked to a node")
+@router.get(
+    "/nodes/{node_id:path}/neighbors",
+    **returns(responses.Neighbors),
+    summary="Nodes linked to a node",
+)
 def neighbors(
     node_id: str,
     engine: EngineDep,
@@ -73,7 +86,7 @@ def neighbors(
     return engine.neighbors(node_id, direction, type, limit)
 
 
-@router.get("/nodes/{node_id:path}", summary="One node")
+@router.get("/nodes/{node_id:path}", **returns(responses.Node), summary="One node")
 async def get_node(node_id: str, engine: EngineDep, include_embedding: bool = False) -> Response:
     if include_embedding:
         return JSONResponse(engine.get_node(node_id, include_embedding=True))
@@ -82,7 +95,11 @@ async def get_node(node_id: str, engine: EngineDep, include_embedding: bool = Fa
     return Response(engine.get_node_raw(node_id), media_type="application/json")
 
 
-@router.patch("/nodes/{node_id:path}", summary="Change some fields of a node")
+@router.patch(
+    "/nodes/{node_id:path}",
+    **returns(responses.Node, write=True),
+    summary="Change some fields of a node",
+)
 def patch_node(
     node_id: str,
     payload: NodePatch,
@@ -93,21 +110,35 @@ def patch_node(
     return answered(response, engine.patch_node(node_id, payload.changes(), key))
 
 
-@router.delete("/nodes/{node_id:path}", summary="Delete a node and its edges")
+@router.delete(
+    "/nodes/{node_id:path}",
+    **returns(responses.Deleted, write=True),
+    summary="Delete a node and its edges",
+)
 def delete_node(
     node_id: str, engine: EngineDep, response: Response, key: IdempotencyKey = None
 ) -> dict:
     return answered(response, engine.delete_node(node_id, key))
 
 
-@router.post("/edges", summary="Create or replace edges", dependencies=[BatchLimits])
+@router.post(
+    "/edges",
+    **returns(responses.Written, write=True),
+    summary="Create or replace edges",
+    dependencies=[BatchLimits],
+)
 def put_edges(
     payload: EdgesRequest, engine: EngineDep, response: Response, key: IdempotencyKey = None
 ) -> dict:
     return answered(response, engine.put_edges(payload.edges, key))
 
 
-@router.post("/edges/delete", summary="Delete edges", dependencies=[BatchLimits])
+@router.post(
+    "/edges/delete",
+    **returns(responses.EdgesDeleted, write=True),
+    summary="Delete edges",
+    dependencies=[BatchLimits],
+)
 def delete_edges(
     payload: EdgeDeleteRequest, engine: EngineDep, response: Response, key: IdempotencyKey = None
 ) -> dict:

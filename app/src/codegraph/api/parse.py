@@ -3,8 +3,10 @@
 from fastapi import APIRouter, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
+from codegraph.api import responses
 from codegraph.api.deps import EngineDep, IdempotencyKey, answered
 from codegraph.api.models import NodeIn, ParseRequest
+from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 from codegraph.errors import InvalidInput
 from codegraph.parse import parse_files
@@ -30,7 +32,11 @@ def _check_nodes(nodes: list[dict]) -> None:
         ) from None
 
 
-@router.post("/parse", summary="Parse source files into nodes and edges (and store them)")
+@router.post(
+    "/parse",
+    **returns(responses.Parsed),
+    summary="Parse source files into nodes and edges (and store them)",
+)
 def parse(
     payload: ParseRequest,
     engine: EngineDep,

@@ -3,20 +3,27 @@ the fleet's writes together (codegraph.fleet_restore)."""
 
 from fastapi import APIRouter, Response
 
+from codegraph.api import responses
 from codegraph.api.deps import EngineDep, answered
 from codegraph.api.models import AdoptRequest, PauseRequest
+from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 
 router = APIRouter(tags=["replication"], route_class=OrjsonRoute)
 
 
-@router.get("/replication", summary="This host's place in the log, and the log's state")
+@router.get(
+    "/replication",
+    **returns(responses.Replication),
+    summary="This host's place in the log, and the log's state",
+)
 def replication(engine: EngineDep) -> dict:
     return engine.log.status()
 
 
 @router.get(
     "/replication/digest",
+    **returns(responses.Digest),
     summary="A digest of the whole graph at this host's applied sequence",
     description="Equal digests at equal sequences: equal graphs (every host of a fleet "
     "converges to the same). Reads every entry: seconds at a million nodes.",
@@ -25,18 +32,27 @@ def digest(engine: EngineDep) -> dict:
     return engine.digest()
 
 
-@router.post("/replication/pause", summary="Pause writes on every host (through the log)")
+@router.post(
+    "/replication/pause",
+    **returns(responses.WritesSteered, write=True),
+    summary="Pause writes on every host (through the log)",
+)
 def pause(payload: PauseRequest, engine: EngineDep, response: Response) -> dict:
     return answered(response, engine.steer({"op": "pause_writes", "reason": payload.reason}))
 
 
-@router.post("/replication/resume", summary="Resume writes on every host (through the log)")
+@router.post(
+    "/replication/resume",
+    **returns(responses.WritesSteered, write=True),
+    summary="Resume writes on every host (through the log)",
+)
 def resume(engine: EngineDep, response: Response) -> dict:
     return answered(response, engine.steer({"op": "resume_writes"}))
 
 
 @router.post(
     "/replication/adopt",
+    **returns(responses.Adopted, write=True),
     summary="Every host restores this prepared backup at one entry of the log",
     description="Writes must be paused, and the backup (from POST /recovery/prepare) "
     "copied to every host first; the digest is the one prepare gave.",

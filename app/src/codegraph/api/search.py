@@ -4,14 +4,20 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from codegraph.api import responses
 from codegraph.api.deps import EngineDep
 from codegraph.api.models import Kind, SearchRequest
+from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 
 router = APIRouter(tags=["search"], route_class=OrjsonRoute)
 
 
-@router.get("/search", summary="Search by name (text), by similarity (vector), or both (hybrid)")
+@router.get(
+    "/search",
+    **returns(responses.SearchResults),
+    summary="Search by name (text), by similarity (vector), or both (hybrid)",
+)
 def search(
     engine: EngineDep,
     q: Annotated[str | None, Query(max_length=4096)] = None,
@@ -23,7 +29,11 @@ def search(
     return engine.search(query=q, mode=mode, k=k, kind=kind, ef_search=ef_search)
 
 
-@router.post("/search", summary="Search with a body: a query text and/or an embedding")
+@router.post(
+    "/search",
+    **returns(responses.SearchResults),
+    summary="Search with a body: a query text and/or an embedding",
+)
 def search_body(payload: SearchRequest, engine: EngineDep) -> dict:
     return engine.search(
         query=payload.q,

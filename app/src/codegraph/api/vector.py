@@ -5,20 +5,28 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
+from codegraph.api import responses
 from codegraph.api.deps import EngineDep
 from codegraph.api.models import RebuildRequest
+from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 
 router = APIRouter(prefix="/vector", tags=["vector"], route_class=OrjsonRoute)
 
 
-@router.get("/performance", summary="Recent search latency percentiles, QPS, sampled recall")
+@router.get(
+    "/performance",
+    **returns(responses.VectorPerformance),
+    summary="Recent search latency percentiles, QPS, sampled recall",
+)
 def performance(engine: EngineDep) -> dict:
     return engine.vector_performance()
 
 
 @router.get(
-    "/index/stats", summary="Index type, size, dimension, parameters, lag, rebuild progress"
+    "/index/stats",
+    **returns(responses.IndexStats),
+    summary="Index type, size, dimension, parameters, lag, rebuild progress",
 )
 def index_stats(engine: EngineDep) -> dict:
     return engine.vector_stats()
@@ -26,6 +34,7 @@ def index_stats(engine: EngineDep) -> dict:
 
 @router.post(
     "/index/rebuild",
+    **returns(responses.RebuildStarted, 202),
     status_code=202,
     summary="Rebuild the index in the background; queries use the old one until the swap",
 )

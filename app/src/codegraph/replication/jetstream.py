@@ -38,6 +38,7 @@ from nats.js import api as js_api
 
 from codegraph import fleet_restore, metrics
 from codegraph.errors import CodeGraphError, Unavailable
+from codegraph.replication.applied import fingerprint
 from codegraph.replication.stream import connection_options
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class JetStreamLog:
 
     async def _delivered(self, message: Any) -> None:
         entry = orjson.loads(message.data)
-        item = (message.metadata.sequence.stream, entry["ts"], entry["m"])
+        item = (message.metadata.sequence.stream, entry["ts"], entry["m"], entry.get("f"))
         while not self._stopping.is_set():  # wait for room: the consumer's backpressure
             try:
                 self._entries.put_nowait(item)
@@ -198,14 +199,15 @@ class JetStreamLog:
     def _apply_forever(self) -> None:
         while not self._stopping.is_set():
             try:
-                seq, ts, mutation = self._entries.get(timeout=0.2)
+                seq, ts, mutation, asked = self._entries.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self._apply(seq, ts, mutation)
+            self._apply(seq, ts, mutation, asked)
 
-    def _apply(self, seq: int, ts: float, mutation: dict[str, Any]) -> None:
+    def _apply(self, seq: int, ts: float, mutation: dict[str, Any], asked: str | None) -> None:
         """Apply one entry, or note the error every host refuses it with; retried (never
-        skipped) while the store is closed for a restore or fails unexpectedly."""
+        skipped) while the store is closed for a restore or fails unexpectedly. asked: the
+        fingerprint of a write sent with an Idempotency-Key."""
         engine = self.engine
         if mutation["op"] == "adopt" and seq == self._start_seq():
             self._adopt(seq, ts, mutation)  # a restore: it takes the locks itself
@@ -231,7 +233,7 @@ class JetStreamLog:
                         outcome = error
                         self.refused += 1
                         metrics.REPLICATION_REFUSED.inc()
-                    engine.applied.record(seq, outcome)
+                    engine.applied.record(seq, outcome, asked)
                 engine.indexer.notify()
                 if seq >= self.stream.last_seq:
                     self._caught_up_at = time.monotonic()
@@ -263,7 +265,9 @@ class JetStreamLog:
     def submit(self, mutation: dict[str, Any], key: str | None) -> tuple[dict[str, Any], int, bool]:
         if self.stalled:
             raise Unavailable(f"this host cannot apply the log: {self.stalled}", retry_after=30)
-        data = orjson.dumps({"ts": time.time(), "m": mutation})
+        asked = fingerprint(mutation) if key is not None else None
+        entry = {"ts": time.time(), "m": mutation} | ({"f": asked} if asked else {})
+        data = orjson.dumps(entry)
         message_id = key or uuid.uuid4().hex
         try:
             ack = self._call_soon(self._publish(data, message_id)).result(
@@ -284,7 +288,7 @@ class JetStreamLog:
                 f"it will be: read it with X-CodeGraph-Min-Seq: {seq}",
                 retry_after=2,
             )
-        return self.engine.applied.outcome(seq), seq, replayed
+        return self.engine.applied.outcome(seq, retry_of=asked if replayed else None), seq, replayed
 
     async def _publish(self, data: bytes, message_id: str) -> Any:
         if self._js is None or not self._nc.is_connected:

@@ -8,6 +8,8 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from codegraph.replication.applied import fingerprint
+
 if TYPE_CHECKING:
     from codegraph.engine import Engine
 
@@ -34,12 +36,13 @@ class LocalLog:
     def submit(self, mutation: dict[str, Any], key: str | None) -> tuple[dict[str, Any], int, bool]:
         """(result, sequence, whether it was a retry of an earlier write)."""
         engine = self.engine
+        asked = fingerprint(mutation) if key is not None else None
         with engine.writing():  # one write at a time: the key check too
             if key is not None and (earlier := self._earlier(key)) is not None:
-                return engine.applied.outcome(earlier), earlier, True
+                return engine.applied.outcome(earlier, retry_of=asked), earlier, True
             seq = engine.oplog.last_lsn + 1
             result = engine.apply_locked(seq, time.time(), mutation)
-            engine.applied.record(seq, result)
+            engine.applied.record(seq, result, asked)
             if key is not None:
                 self._remember(key, seq)
         return result, seq, False
