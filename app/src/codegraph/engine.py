@@ -41,8 +41,7 @@ from codegraph.store.figures import rocksdb_figures
 from codegraph.store.graph import NODE_FIELDS, GraphStore
 from codegraph.store.oplog import OpLog
 from codegraph.store.options import build_options
-from codegraph.text import identifier_tokens
-from codegraph.vector.embed import embed_query, embed_record, normalize
+from codegraph.vector.embed import embed_record
 from codegraph.vector.index import IndexParams
 from codegraph.vector.indexer import Indexer
 
@@ -388,104 +387,14 @@ class Engine:
     def neighbors(
         self, node_id: str, direction: str, edge_type: str | None, limit: int
     ) -> dict[str, Any]:
+        """The nodes at the other end of the node's edges (node_edges's), each once."""
+        edges = self.node_edges(node_id, direction, edge_type, limit)["edges"]
+        other = dict.fromkeys(
+            edge["target"] if edge["source"] == node_id else edge["source"] for edge in edges
+        )
         with self.gate.use():
-            self._require_node(node_id)
-            edges = self.store.edges(node_id, direction, edge_type, limit)
-            other = list(
-                dict.fromkeys(
-                    edge["target"] if edge["source"] == node_id else edge["source"]
-                    for edge in edges
-                )
-            )
-            records = [r for r in self.store.get_records(other) if r is not None]
-        self.reads += 1
+            records = [r for r in self.store.get_records(list(other)) if r is not None]
         return {"node_id": node_id, "neighbors": records}
-
-    # -------------------------------------------------------------- search
-    def search(
-        self,
-        *,
-        query: str | None,
-        mode: str,
-        k: int,
-        kind: str | None,
-        embedding: list[float] | None = None,
-        ef_search: int | None = None,
-    ) -> dict[str, Any]:
-        if mode == "text" and not query:
-            raise InvalidInput("text search needs a query (q)")
-        if mode in ("vector", "hybrid") and not query and embedding is None:
-            raise InvalidInput(f"{mode} search needs a query (q) or an embedding")
-        with self.gate.use():
-            text_hits = self._text_hits(query, kind, k) if mode != "vector" and query else []
-            vector_hits = (
-                self._vector_hits(query, embedding, kind, k, ef_search)
-                if mode in ("vector", "hybrid")
-                else []
-            )
-            if mode == "text":
-                ranked = text_hits
-            elif mode == "vector":
-                ranked = vector_hits
-            else:
-                ranked = _reciprocal_rank_fusion(text_hits, vector_hits)
-            ranked = ranked[:k]
-            records = self.store.get_records([node_id for node_id, _ in ranked])
-        metrics.SEARCH_QUERIES.labels(mode=mode).inc()
-        self.reads += 1
-        results = [
-            {"score": round(score, 6), "node": record}
-            for (_, score), record in zip(ranked, records, strict=True)
-            if record
-        ]
-        return {"mode": mode, "k": k, "results": results}
-
-    def _text_hits(self, query: str, kind: str | None, k: int) -> list[tuple[str, float]]:
-        keys = list(dict.fromkeys([query.strip().lower(), *identifier_tokens(query)]))
-        return self.store.search_names([key for key in keys if key], kind, k)
-
-    def _vector_hits(
-        self,
-        query: str | None,
-        embedding: list[float] | None,
-        kind: str | None,
-        k: int,
-        ef_search: int | None,
-    ) -> list[tuple[str, float]]:
-        dimension = self.settings.vector.dimension
-        if embedding is not None:
-            if len(embedding) != dimension:
-                raise InvalidInput(
-                    f"embedding has {len(embedding)} values; "
-                    f"this service uses dimension {dimension}"
-                )
-            vector = normalize(np.asarray(embedding, dtype=np.float32))
-            if vector is None:
-                raise InvalidInput("embedding must not be all zeros")
-        else:
-            vector = embed_query(query, dimension)
-            if vector is None:
-                return []
-        index = self.indexer.index
-        # Over-fetch: some hits may be of another kind or stale (updated since indexed).
-        fetch = k * 4 if kind else k + 8
-        started = time.perf_counter()
-        found = index.search(vector, fetch, ef_search=ef_search)
-        elapsed = time.perf_counter() - started
-        metrics.VECTOR_SEARCH_SECONDS.observe(elapsed)
-        if self.indexer.stats.record(elapsed):
-            self.indexer.sample(vector, [node_id for node_id, _, _ in found], k)
-        current = self.store.get_records([node_id for node_id, _, _ in found])
-        hits = []
-        for (node_id, score, version), record in zip(found, current, strict=True):
-            # never a deleted node, nor one whose indexed vector is out of date
-            if (
-                record is not None
-                and record["version"] == version
-                and (kind is None or record["kind"] == kind)
-            ):
-                hits.append((node_id, score))
-        return hits[:k]
 
     # -------------------------------------------------------- vector index
     def vector_stats(self) -> dict[str, Any]:
@@ -609,14 +518,3 @@ class Engine:
             "checks": checks,
             "version": __version__,
         }
-
-
-def _reciprocal_rank_fusion(
-    *rankings: list[tuple[str, float]], k: int = 60
-) -> list[tuple[str, float]]:
-    """Combine ranked lists: each contributes 1 / (k + rank) per item."""
-    fused: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, (node_id, _) in enumerate(ranking, start=1):
-            fused[node_id] = fused.get(node_id, 0.0) + 1.0 / (k + rank)
-    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))

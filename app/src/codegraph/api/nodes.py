@@ -1,8 +1,9 @@
 """Nodes and edges."""
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from codegraph.api import responses
@@ -22,6 +23,18 @@ from codegraph.api.routing import OrjsonRoute
 router = APIRouter(tags=["nodes"], route_class=OrjsonRoute)
 Direction = Literal["out", "in", "both"]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
+
+
+@dataclass
+class EdgeFilter:
+    """Which of a node's edges: the query parameters of /edges and /neighbors."""
+
+    direction: Direction = "both"
+    type: EdgeType | None = None
+    limit: Limit = 1000
+
+
+Edges = Annotated[EdgeFilter, Depends()]
 
 
 @router.post(
@@ -61,14 +74,8 @@ def list_nodes(
 @router.get(
     "/nodes/{node_id:path}/edges", **returns(responses.NodeEdges), summary="Edges of a node"
 )
-def node_edges(
-    node_id: str,
-    engine: EngineDep,
-    direction: Direction = "both",
-    type: EdgeType | None = None,
-    limit: Limit = 1000,
-) -> dict:
-    return engine.node_edges(node_id, direction, type, limit)
+def node_edges(node_id: str, engine: EngineDep, which: Edges) -> dict:
+    return engine.node_edges(node_id, which.direction, which.type, which.limit)
 
 
 @router.get(
@@ -76,14 +83,8 @@ def node_edges(
     **returns(responses.Neighbors),
     summary="Nodes linked to a node",
 )
-def neighbors(
-    node_id: str,
-    engine: EngineDep,
-    direction: Direction = "both",
-    type: EdgeType | None = None,
-    limit: Limit = 1000,
-) -> dict:
-    return engine.neighbors(node_id, direction, type, limit)
+def neighbors(node_id: str, engine: EngineDep, which: Edges) -> dict:
+    return engine.neighbors(node_id, which.direction, which.type, which.limit)
 
 
 @router.get("/nodes/{node_id:path}", **returns(responses.Node), summary="One node")

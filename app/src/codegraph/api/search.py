@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from codegraph import search as graph_search
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep
 from codegraph.api.models import Kind, SearchRequest
@@ -26,7 +27,7 @@ def search(
     kind: Kind | None = None,
     ef_search: Annotated[int | None, Query(ge=1, le=4096)] = None,
 ) -> dict:
-    return engine.search(query=q, mode=mode, k=k, kind=kind, ef_search=ef_search)
+    return graph_search.search(engine, query=q, mode=mode, k=k, kind=kind, ef_search=ef_search)
 
 
 @router.post(
@@ -35,7 +36,8 @@ def search(
     summary="Search with a body: a query text and/or an embedding",
 )
 def search_body(payload: SearchRequest, engine: EngineDep) -> dict:
-    return engine.search(
+    return graph_search.search(
+        engine,
         query=payload.q,
         mode=payload.mode,
         k=payload.k,
