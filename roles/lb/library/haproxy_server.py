@@ -17,11 +17,19 @@ description:
     no request in flight. Health checks keep running (MAINT would stop them), so HAProxy
     always knows whether the host is up and putting it back needs no new checks.
   - C(state=ready) takes the server out of DRAIN or MAINT and waits until HAProxy's
-    own health check sees it UP: at once if its checks never failed, else once they
-    pass C(rise) times. Nothing is done if it is UP already.
+    own health check sees it UP (at once if its checks never failed, else once they
+    pass C(rise) times). Nothing is done if it is UP already.
   - Written for rolling restarts, where every second spent waiting is a second of
     downtime budget; community.general.haproxy polls at whole seconds only.
   - Supports check mode (reports what would change and touches nothing).
+author: CodeGraph Ops
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change and touches nothing.
+  diff_mode:
+    support: none
+    description: There is no file to show a difference of.
 options:
   socket:
     description: Path of HAProxy's admin-level stats socket.
