@@ -55,18 +55,31 @@ def test_the_artifact_holds_the_roles_playbooks_module_rules_and_dashboards(buil
 
 def test_installed_its_playbooks_run_by_their_full_names(built, tmp_path):
     collections = tmp_path / "collections"
-    galaxy = str(BIN / "ansible-galaxy")
-    _run(galaxy, "collection", "install", "--no-deps", "-p", str(collections), str(built))
-    inventory = tmp_path / "hosts.ini"
-    inventory.write_text("[codegraph]\napp1\n[monitoring]\nops1\n[lb]\nops1\n")
-    # away from this repository's ansible.cfg and roles: only the installed collection
-    # (and the ansible package's own collections, community.crypto among them)
+    # away from this repository's ansible.cfg and roles, and from any copy of the
+    # collection elsewhere (ansible-lint installs one into ~/.ansible): only the one
+    # installed here, and the ansible package's own collections (community.crypto)
     env = {
         **os.environ,
         "ANSIBLE_COLLECTIONS_PATH": f"{collections}:{Path(ansible.__file__).parent.parent}",
         "ANSIBLE_ROLES_PATH": str(tmp_path / "no-roles"),
         "ANSIBLE_CONFIG": str(tmp_path / "none.cfg"),
     }
+    galaxy = str(BIN / "ansible-galaxy")
+    _run(
+        galaxy,
+        "collection",
+        "install",
+        "--force",
+        "--no-deps",
+        "-p",
+        str(collections),
+        str(built),
+        cwd=tmp_path,
+        env=env,
+    )
+    assert (collections / f"ansible_collections/{FQCN.replace('.', '/')}/MANIFEST.json").is_file()
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[codegraph]\napp1\n[monitoring]\nops1\n[lb]\nops1\n")
     for name in PLAYBOOKS:
         playbook = f"{FQCN}.{name.removesuffix('.yml')}"
         _run(
