@@ -269,3 +269,32 @@ def test_check_mode_on_the_converged_host_changes_nothing(host, api_key):
     )
     assert recap and recap.groups() == ("0", "0"), result.stdout[-4000:]
     assert api_key not in result.stdout and "PRIVATE KEY" not in result.stdout
+
+
+def test_a_controller_with_another_fleet_ca_stops_before_touching_the_host(host, tmp_path):
+    """A second controller without the fleet's CA folder, told to create one: the host
+    trusts the first CA, so the run stops in preflight, says what to do, changes nothing."""
+    files = f"{BASE}/config/server.crt {BASE}/config/server.key {BASE}/config/ca.crt"
+    before = host.check_output(f"sha256sum {files}")
+    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+    result = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "-e",
+            f"codegraph_tls_secrets_dir={tmp_path}/tls",
+            "-e",
+            "fleet_ca_create=true",
+            str(scenario / "converge.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "trusts another fleet CA" in output, output[-3000:]
+    assert "fleet_ca_replace=true" in output
+    assert host.check_output(f"sha256sum {files}") == before
+    assert not (tmp_path / "tls" / "ca.key").exists()  # no new CA was made either
