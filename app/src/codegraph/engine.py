@@ -486,8 +486,8 @@ class Engine:
 
     def digest(self) -> dict[str, Any]:
         """A digest of the graph's content at this host's applied sequence."""
-        with self.gate.use():
-            with self.writing():  # no write between the snapshots and the sequence
+        with self.gate.use():  # held on past the lock: the digest reads the snapshots
+            with self._write_lock:  # no write between the snapshots and the sequence
                 snapshots = self.store.content_snapshots()
                 seq = self.applied.seq
                 counters = dict(self.store.counters)

@@ -9,6 +9,7 @@ Nested figures whose keys are RocksDB's or FAISS's own stay open dicts.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, RootModel
@@ -33,6 +34,7 @@ class AppliedEarlier(BaseModel):
     note: str
 
 
+@cache  # one class per model, however many routes document it
 def _or_applied_earlier(model: type[BaseModel]) -> type[RootModel]:
     return type(f"{model.__name__}OrAppliedEarlier", (RootModel[model | AppliedEarlier],), {})
 
