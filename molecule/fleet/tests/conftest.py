@@ -162,4 +162,9 @@ def under_load():
 def no_failures(summary: dict) -> None:
     """No failed request but the documented fast refusals (503 with Retry-After)."""
     assert summary["total"] > 100, summary
-    assert summary["failure_count"] == 0, summary["failures"][:10]
+    first = summary["first"] or 0
+    failed = "; ".join(
+        f"{f['outcome']} {f['path']} at +{f['t'] - first:.1f}s (key {f['key']})"
+        for f in summary["failures"][:10]
+    )
+    assert summary["failure_count"] == 0, f"{summary['failure_count']} failed: {failed}"
