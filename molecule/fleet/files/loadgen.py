@@ -11,6 +11,12 @@ connection broke: a careful client. Every acknowledged write is recorded with it
 sequence (OUT_FILE.acked: "id seq" lines), and read back at once with
 X-CodeGraph-Min-Seq through the load balancer (read your writes, on whichever host).
 
+A request sent on a kept-alive connection that the load balancer closed at that moment
+(http.client's RemoteDisconnected, a reset) is sent again once on a new connection, as
+HTTP clients do for requests that are safe to repeat (a GET, or a write with an
+Idempotency-Key: RFC 9110, 9.2.2); such requests are counted apart ("resent"), and one
+that fails again is a failure.
+
 The API key is re-read whenever KEY_FILE changes (a client switching keys during a
 rotation); each request records which key it used. OUT_FILE gets a JSON summary;
 a 503 with Retry-After is counted apart from failures.
@@ -33,6 +39,12 @@ STOP = "/tmp/loadgen.stop"
 READERS, WRITERS = 3, 2
 NODES_PER_WRITE = 10
 WRITE_ATTEMPTS = 30  # a write retried this often (0.5 s apart) before it counts as failed
+# what http.client raises when the other end closed a kept-alive connection
+CLOSED_WHILE_IDLE = {
+    "error:RemoteDisconnected",
+    "error:ConnectionResetError",
+    "error:BrokenPipeError",
+}
 
 
 class Key:
@@ -58,12 +70,27 @@ class Client:
         self.key, self.results, self.lock = key, results, lock
         self.context = ssl.create_default_context(cafile=CA)
         self.connection: http.client.HTTPSConnection | None = None
+        self.resent = 0  # requests sent again after the connection closed while idle
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
     ) -> tuple[object, dict, bytes]:
         value, key_id = self.key.current()
         started = time.time()
+        headers = {**(headers or {}), "Authorization": f"Bearer {value}"}
+        safe_to_repeat = method == "GET" or "Idempotency-Key" in headers
+        reused = self.connection is not None
+        outcome, answer, data = self._send(method, path, body, headers)
+        if reused and outcome in CLOSED_WHILE_IDLE and safe_to_repeat:
+            self.resent += 1
+            outcome, answer, data = self._send(method, path, body, headers)
+        with self.lock:
+            self.results.append((started, outcome, key_id, f"{method} {path}"))
+        return outcome, answer, data
+
+    def _send(
+        self, method: str, path: str, body: bytes | None, headers: dict
+    ) -> tuple[object, dict, bytes]:
         answer: dict = {}
         data = b""
         try:
@@ -75,11 +102,7 @@ class Client:
                 method,
                 path,
                 body=body,
-                headers={
-                    "Authorization": f"Bearer {value}",
-                    "Content-Type": "application/json",
-                    **(headers or {}),
-                },
+                headers={"Content-Type": "application/json", **headers},
             )
             response = self.connection.getresponse()
             data = response.read()
@@ -90,8 +113,6 @@ class Client:
         except Exception as error:  # every failure counts, whatever its kind
             outcome = f"error:{type(error).__name__}"
             self.connection = None
-        with self.lock:
-            self.results.append((started, outcome, key_id, f"{method} {path}"))
         return outcome, answer, data
 
 
@@ -144,14 +165,13 @@ def main() -> None:
         ids = [line.strip() for line in handle if line.strip()]
     key, results, lock = Key(key_file), [], threading.Lock()
     acked: list[tuple[str, int]] = []
+    clients = [Client(key, results, lock) for _ in range(READERS + WRITERS)]
     threads = [
-        threading.Thread(target=reader, args=(Client(key, results, lock), ids, deadline))
-        for _ in range(READERS)
+        threading.Thread(target=reader, args=(client, ids, deadline))
+        for client in clients[:READERS]
     ] + [
-        threading.Thread(
-            target=writer, args=(Client(key, results, lock), number, deadline, acked, lock)
-        )
-        for number in range(WRITERS)
+        threading.Thread(target=writer, args=(client, number, deadline, acked, lock))
+        for number, client in enumerate(clients[READERS:])
     ]
     for thread in threads:
         thread.start()
@@ -173,6 +193,7 @@ def main() -> None:
         "failures": failures[:200],
         "failure_count": len(failures),
         "retryable_503": by_outcome.get("503-retry-after", 0),
+        "resent": sum(client.resent for client in clients),
         "acknowledged_writes": len(acked) // NODES_PER_WRITE,
         "max_seq": max((seq for _, seq in acked), default=0),
         "first": min((r[0] for r in results), default=None),

@@ -168,3 +168,6 @@ def no_failures(summary: dict) -> None:
         for f in summary["failures"][:10]
     )
     assert summary["failure_count"] == 0, f"{summary['failure_count']} failed: {failed}"
+    # sent again once on a new connection after the load balancer closed a kept-alive
+    # one (loadgen.py): seen when a host is killed; many would be a defect of their own
+    assert summary["resent"] <= 10, f"{summary['resent']} requests had to be sent again"
