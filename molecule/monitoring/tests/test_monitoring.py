@@ -82,10 +82,23 @@ def test_every_target_is_up(ops):
 
     targets = wait_for("every target up", all_up, 60)
     jobs = sorted(t["labels"]["job"] for t in targets)
-    assert jobs == ["alertmanager", "codegraph", "haproxy", "node", "node", "prometheus"]
+    assert jobs == ["alertmanager", "codegraph", "haproxy", "node", "node", "probe", "prometheus"]
     assert all(t["scrapeUrl"].startswith("https://") for t in targets), targets
     codegraph = next(t for t in targets if t["labels"]["job"] == "codegraph")
     assert codegraph["labels"]["instance"] == "cg-mon-app"
+
+
+def test_the_inventorys_own_haproxy_section_backend_name_and_scrape_job(ops):
+    """lb_extra_config's frontend answers, prometheus_extra_scrape_configs' job reads it,
+    and the backend carries lb_backend_name in HAProxy's metrics."""
+    probe = wait_for("the extra job's sample", lambda: query(ops, "codegraph_extra_probe"), 60)
+    assert probe[0]["metric"]["job"] == "probe" and probe[0]["value"][1] == "1"
+    servers = wait_for(
+        "the backend's servers",
+        lambda: query(ops, 'haproxy_backend_active_servers{proxy="cg_api"}'),
+        60,
+    )
+    assert servers[0]["value"][1] == "1"
 
 
 @pytest.mark.parametrize(("where", "port", "path"), SECURED)
