@@ -17,8 +17,12 @@ BIN = Path(sys.executable).parent
 INVENTORY = {
     "all": {
         "hosts": {
-            "cg-app1": {"ansible_host": "10.0.0.11", "ansible_connection": "local"},
-            "cg-ops": {"ansible_host": "10.0.0.10", "ansible_connection": "local"},
+            name: {
+                "ansible_host": address,
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+            }
+            for name, address in (("cg-app1", "10.0.0.11"), ("cg-ops", "10.0.0.10"))
         },
         "children": {
             "codegraph": {"hosts": {"cg-app1": {}}},
