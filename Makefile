@@ -39,8 +39,8 @@ release: venv ## build the release artifact (wheelhouse tarball + .sha256)
 lint: venv bootstrap ## yamllint, ansible-lint (production profile), ruff, shellcheck
 	yamllint --strict .
 	ansible-lint --profile production --offline
-	ruff check app tests molecule scripts bench roles
-	ruff format --check app tests molecule scripts bench roles
+	ruff check app tests molecule scripts bench roles plugins
+	ruff format --check app tests molecule scripts bench roles plugins
 	shellcheck scripts/*.sh molecule/image/build.sh
 
 docs: venv ## regenerate the role READMEs' variable tables and the dashboards

@@ -9,6 +9,7 @@ packages=(
   curl jq openssl shellcheck                  # the runbook's tools, scripts linted
   wrk                                         # load generation in benchmarks
   nats-server                                 # a real JetStream cluster for the app's tests
+  haproxy                                     # a real HAProxy for the haproxy_server module's tests
 )
 missing=()
 for package in "${packages[@]}"; do

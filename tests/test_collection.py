@@ -4,6 +4,7 @@ build` packs, and that its playbooks run by their full names once it is installe
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -38,7 +39,7 @@ def built(tmp_path_factory) -> Path:
 def test_the_artifact_holds_the_roles_playbooks_module_rules_and_dashboards(built):
     with tarfile.open(built) as tar:
         names = set(tar.getnames())
-    wanted = {"meta/runtime.yml", "LICENSE", "CHANGELOG.md", "roles/lb/library/haproxy_server.py"}
+    wanted = {"meta/runtime.yml", "LICENSE", "CHANGELOG.md", "plugins/modules/haproxy_server.py"}
     wanted |= {f"playbooks/{name}" for name in PLAYBOOKS}
     for role in (TOP / "roles").iterdir():
         wanted |= {
@@ -48,12 +49,18 @@ def test_the_artifact_holds_the_roles_playbooks_module_rules_and_dashboards(buil
     for folder in ("files/alerts", "files/dashboards"):
         wanted |= {str(path.relative_to(TOP)) for path in (TOP / folder).iterdir()}
     assert not wanted - names, sorted(wanted - names)
-    kept_out = {"app", "molecule", "tests", "inventories", "bench", "scripts", "artifacts"}
+    kept_out = {"app", "molecule", "inventories", "bench", "scripts", "artifacts"}
     assert not [name for name in names if name.split("/")[0] in kept_out]
+    # of tests/, only what ansible-test runs: the modules' unit tests and sanity ignores
+    shipped_tests = {name.split("/")[1] for name in names if name.startswith("tests/")}
+    assert shipped_tests == {"unit", "sanity"}, shipped_tests
     assert "playbooks/lab.yml" not in names and not [n for n in names if ".secrets" in n]
 
 
-def test_installed_its_playbooks_run_by_their_full_names(built, tmp_path):
+@pytest.fixture(scope="module")
+def installed(built, tmp_path_factory) -> tuple[Path, dict]:
+    """The artifact installed into a folder of its own; the environment that sees it."""
+    tmp_path = tmp_path_factory.mktemp("installed")
     collections = tmp_path / "collections"
     # away from this repository's ansible.cfg and roles, and from any copy of the
     # collection elsewhere (ansible-lint installs one into ~/.ansible): only the one
@@ -63,21 +70,21 @@ def test_installed_its_playbooks_run_by_their_full_names(built, tmp_path):
         "ANSIBLE_COLLECTIONS_PATH": f"{collections}:{Path(ansible.__file__).parent.parent}",
         "ANSIBLE_ROLES_PATH": str(tmp_path / "no-roles"),
         "ANSIBLE_CONFIG": str(tmp_path / "none.cfg"),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
     }
-    galaxy = str(BIN / "ansible-galaxy")
     _run(
-        galaxy,
-        "collection",
-        "install",
-        "--force",
-        "--no-deps",
-        "-p",
-        str(collections),
-        str(built),
+        str(BIN / "ansible-galaxy"),
+        *("collection", "install", "--force", "--no-deps", "-p", str(collections), str(built)),
         cwd=tmp_path,
         env=env,
     )
-    assert (collections / f"ansible_collections/{FQCN.replace('.', '/')}/MANIFEST.json").is_file()
+    root = collections / "ansible_collections" / FQCN.replace(".", "/")
+    assert (root / "MANIFEST.json").is_file()
+    return root, env
+
+
+def test_installed_its_playbooks_run_by_their_full_names(installed, tmp_path):
+    _, env = installed
     inventory = tmp_path / "hosts.ini"
     inventory.write_text("[codegraph]\napp1\n[monitoring]\nops1\n[lb]\nops1\n")
     for name in PLAYBOOKS:
@@ -93,8 +100,50 @@ def test_installed_its_playbooks_run_by_their_full_names(built, tmp_path):
         )
 
 
+def test_ansible_test_sanity_and_units_pass_for_the_modules(installed):
+    """ansible-test on the installed collection: its sanity tests for the modules, and
+    the modules' unit tests (tests/unit: against a real HAProxy)."""
+    root, env = installed
+    _ansible_test_can_make_its_venvs()
+    modules = [str(path.relative_to(root)) for path in (root / "plugins/modules").glob("*.py")]
+    assert modules
+    _run(
+        str(BIN / "ansible-test"),
+        *("sanity", "--venv", "--python", PYTHON, *SANITY_TESTS, *modules),
+        cwd=root,
+        env=env,
+    )
+    _run(str(BIN / "ansible-test"), "units", "--venv", "--python", PYTHON, cwd=root, env=env)
+
+
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+SANITY_TESTS = [
+    f"--test={name}"
+    for name in ("validate-modules", "compile", "import", "pep8", "pylint", "shebang", "yamllint")
+]
+
+
+def _ansible_test_can_make_its_venvs() -> None:
+    """ansible-test bootstraps pip in each venv it makes with a script it downloads from
+    ci-files.testing.ansible.com, which this network does not reach; in its cache goes a
+    stand-in that installs the same pip from PyPI with this virtualenv's pip."""
+    source = (BIN.parent / "lib").glob(
+        "python3*/site-packages/ansible_test/_internal/python_requirements.py"
+    )
+    pip = re.search(r"pip='([0-9.]+)'", next(source).read_text()).group(1)
+    cache = Path.home() / f".ansible/test/cache/get_pip_{pip.replace('.', '_')}.py"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(
+        "# written by codegraph-ops' tests/test_collection.py (see there)\n"
+        "import subprocess, sys\n"
+        "args = [a for a in sys.argv[1:] if a not in ('--no-setuptools', '--no-wheel')]\n"
+        f"subprocess.check_call([{sys.executable!r}, '-m', 'pip', '--python', sys.executable,"
+        " 'install', *args])\n"
+    )
+
+
 def test_the_module_documentation_renders():
-    shown = _run(str(BIN / "ansible-doc"), "-M", str(TOP / "roles/lb/library"), "haproxy_server")
+    shown = _run(str(BIN / "ansible-doc"), "-M", str(TOP / "plugins/modules"), "haproxy_server")
     assert "OPTIONS" in shown.stdout and "drained" in shown.stdout
 
 

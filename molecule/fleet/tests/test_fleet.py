@@ -48,7 +48,7 @@ def lb_server(state: str, *options: str) -> dict:
     arguments = f"socket={ADMIN_SOCKET} backend=codegraph server=cg-fleet-app1 state={state}"
     result = subprocess.run(
         ["ansible", "-i", str(INVENTORY), "cg-fleet-ops", "-o", *options,
-         "-M", str(TOP / "roles/lb/library"), "-m", "haproxy_server", "-a", arguments],
+         "-M", str(TOP / "plugins/modules"), "-m", "haproxy_server", "-a", arguments],
         capture_output=True,
         text=True,
         check=False,

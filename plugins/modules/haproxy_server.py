@@ -1,13 +1,9 @@
 #!/usr/bin/python
+# Copyright: CodeGraph Ops
+# Apache License 2.0 (see LICENSE)
 """Drain a server of an HAProxy backend, or put it back, through the runtime API."""
 
 from __future__ import annotations
-
-import csv
-import socket
-import time
-
-from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 module: haproxy_server
@@ -22,7 +18,7 @@ description:
   - Written for rolling restarts, where every second spent waiting is a second of
     downtime budget; community.general.haproxy polls at whole seconds only.
   - Supports check mode (reports what would change and touches nothing).
-author: CodeGraph Ops
+author: CodeGraph Ops (@codegraph-ops)
 attributes:
   check_mode:
     support: full
@@ -73,6 +69,12 @@ waited:
   type: float
   returned: always
 """
+
+import csv
+import socket
+import time
+
+from ansible.module_utils.basic import AnsibleModule
 
 POLL_SECONDS = 0.1
 
