@@ -1,0 +1,74 @@
+"""examples/consumer, a playbook repository of a user's own, converged onto this
+scenario's fresh host: the collection built here and installed from its tarball into the
+example's own collections folder (with community.crypto, taken from the ansible
+package: there is no Galaxy here), nothing of this repository's roles, modules or
+ansible.cfg in sight."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import ansible
+import pytest
+import yaml
+from cg_molecule import EPHEMERAL, TOP
+
+GALAXY = yaml.safe_load((TOP / "galaxy.yml").read_text())
+TARBALL = f"{GALAXY['namespace']}-{GALAXY['name']}-{GALAXY['version']}.tar.gz"
+HOST = "cg-preflight"
+
+
+def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def consumer(tmp_path_factory) -> tuple[Path, dict]:
+    """The example copied out, the collection installed into it, pointed at this host."""
+    work = tmp_path_factory.mktemp("consumer")
+    repo = work / "consumer"
+    shutil.copytree(TOP / "examples/consumer", repo)
+    # only the example's ansible.cfg and its ./collections: no ANSIBLE_* of molecule's
+    # (its roles path, library and config point into this repository)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ANSIBLE_")}
+    env |= {"ANSIBLE_CONFIG": str(repo / "ansible.cfg"), "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "0"}
+    built = _run(["ansible-galaxy", "collection", "build", "--output-path", str(work)], cwd=TOP)
+    assert built.returncode == 0, built.stdout + built.stderr
+    crypto = Path(ansible.__file__).parent.parent / "ansible_collections/community/crypto"
+    installed = _run(
+        [
+            *("ansible-galaxy", "collection", "install", "--no-deps", "-p", "collections"),
+            *(str(work / TARBALL), str(crypto)),
+        ],
+        cwd=repo,
+        env=env,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    shutil.copytree(TOP / "artifacts", repo / "releases")
+    molecule_inventory = yaml.safe_load((EPHEMERAL / "inventory/ansible_inventory.yml").read_text())
+    scenario = yaml.safe_load((TOP / "molecule/preflight/molecule.yml").read_text())
+    reach = {
+        "ansible_host": scenario["platforms"][0]["ip"],
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(EPHEMERAL / "ssh/id_ed25519"),
+        "ansible_ssh_common_args": molecule_inventory["all"]["hosts"][HOST][
+            "ansible_ssh_common_args"
+        ],
+    }
+    inventory = {"all": {"children": {"codegraph": {"hosts": {HOST: reach}}}}}
+    (repo / "inventory/hosts.yml").write_text(yaml.safe_dump(inventory))
+    return repo, env
+
+
+def test_the_example_converges_a_fresh_host_from_the_installed_collection(consumer, host):
+    repo, env = consumer
+    result = _run(["ansible-playbook", "site.yml"], cwd=repo, env=env)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert "codegraph.ops.codegraph" in result.stdout or "codegraph :" in result.stdout
+    key = (repo / "inventory/.secrets/api_key").read_text().strip()
+    assert key not in result.stdout + result.stderr
+    health = host.run("curl -sf https://localhost:8080/health")
+    assert health.rc == 0 and '"status":"healthy"' in health.stdout.replace(" ", ""), health
