@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Build the Debian 12 systemd image the test hosts run, once: it is tagged with a
-# hash of this recipe and rebuilt only when the recipe changes.
+# Build the Debian systemd image the test hosts run, once: it is tagged with a hash
+# of this recipe and rebuilt only when the recipe changes.
+#   molecule/image/build.sh [12|13]   (default 12: bookworm; 13: trixie)
 # There are no registry images here, hence debootstrap + `podman import`.
 set -euo pipefail
 
-name=localhost/codegraph-debian12-systemd
+release=${1:-12}
+case $release in
+  12) suite=bookworm ;;
+  13) suite=trixie ;;
+  *) echo "build.sh: Debian $release is not supported (12 or 13)" >&2; exit 2 ;;
+esac
+name=localhost/codegraph-debian$release-systemd
 mirror=http://deb.debian.org/debian
 # What a fresh Debian 12 server of the fleet has, plus the packages the roles
 # install (so a test run does not depend on the mirror; the roles still declare them).
@@ -13,7 +20,7 @@ include=(
   ca-certificates curl jq openssl cron logrotate gzip tar less openssh-server sysstat
   prometheus prometheus-alertmanager prometheus-node-exporter haproxy socat nats-server
 )
-recipe_hash=$( (cat "$0"; printf '%s\n' "${include[@]}") | sha256sum | cut -c1-12)
+recipe_hash=$( (cat "$0"; echo "$suite"; printf '%s\n' "${include[@]}") | sha256sum | cut -c1-12)
 image="$name:$recipe_hash"
 
 if podman image exists "$image"; then
@@ -23,11 +30,11 @@ fi
 echo "building $image with debootstrap (about a minute)..." >&2
 root=$(mktemp -d /var/tmp/codegraph-rootfs.XXXXXX)
 trap 'rm -rf "$root"' EXIT
-debootstrap --variant=minbase --include="$(IFS=,; echo "${include[*]}")" bookworm "$root" "$mirror" >&2
+debootstrap --variant=minbase --include="$(IFS=,; echo "${include[*]}")" "$suite" "$root" "$mirror" >&2
 cat >"$root/etc/apt/sources.list" <<SOURCES
-deb $mirror bookworm main
-deb $mirror bookworm-updates main
-deb http://deb.debian.org/debian-security bookworm-security main
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb http://deb.debian.org/debian-security $suite-security main
 SOURCES
 # Services a container should not run on its own; the roles enable what they need.
 for unit in prometheus prometheus-alertmanager prometheus-node-exporter haproxy nats-server \
