@@ -8,7 +8,11 @@ the physical floor measured in the same run:
   against the sum of per-host restart + health-wait times (goal <= 1.3x), and against
   the same steps per host (drain, backup, restart, health, enable) typed by hand over
   SSH, with the request success rate seen by the client; then the deploy back with a
-  wider batch (the canary, then the other two hosts at once) against the same sum.
+  wider batch (the canary, then the other two hosts at once) against the same sum;
+- where a fresh converge spends its time (profile_tasks: the slowest tasks);
+- the same no-op rerun, rolling deploy and fresh converge with Mitogen for Ansible's
+  mitogen_linear strategy (a persistent interpreter on each host instead of a module
+  payload per task), when the mitogen package is installed.
 
 Brings the lab down and up again first (fresh containers), and leaves it up.
 """
@@ -16,6 +20,7 @@ Brings the lab down and up again first (fresh containers), and leaves it up.
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import os
 import re
 import shlex
@@ -23,6 +28,7 @@ import ssl
 import subprocess
 import threading
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 from common import BIN, TOP, save
@@ -43,6 +49,15 @@ ENV = {
     "ANSIBLE_CONFIG": str(TOP / "ansible.cfg"),
     "ANSIBLE_NOCOLOR": "1",
 }
+MITOGEN = importlib.util.find_spec("ansible_mitogen")
+MITOGEN_ENV = (
+    {
+        "ANSIBLE_STRATEGY_PLUGINS": str(Path(str(MITOGEN.origin)).parent / "plugins" / "strategy"),
+        "ANSIBLE_STRATEGY": "mitogen_linear",
+    }
+    if MITOGEN
+    else {}
+)
 SSH = [
     "ssh",
     "-i",
@@ -56,17 +71,15 @@ SSH = [
 ]
 
 
-def playbook(name: str, *args: str, timed_tasks: bool = False) -> tuple[float, str]:
-    env = (
-        # every task in the recap, not only the 20 slowest
-        {
-            **ENV,
+def playbook(
+    name: str, *args: str, timed_tasks: bool = False, mitogen: bool = False
+) -> tuple[float, str]:
+    env = {**ENV, **(MITOGEN_ENV if mitogen else {})}
+    if timed_tasks:  # every task in the recap, not only the 20 slowest
+        env |= {
             "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
             "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all",
         }
-        if timed_tasks
-        else ENV
-    )
     started = time.perf_counter()
     result = subprocess.run(
         ["ansible-playbook", "-i", str(INVENTORY), str(TOP / "playbooks" / name), *args],
@@ -207,6 +220,13 @@ def rollout_seconds(output: str) -> float:
     return totals[-1] - before[-1]
 
 
+def slowest_tasks(output: str, count: int = 12) -> list[tuple[str, float]]:
+    """profile_tasks' recap (slowest first): 'role : Task name ---- 12.34s' lines."""
+    recap = output.split("TASKS RECAP")[-1]
+    found = re.findall(r"^(\S.*?) -{2,}\s+(\d+\.\d+)s\s*$", recap, re.MULTILINE)
+    return [(name, float(seconds)) for name, seconds in found[:count]]
+
+
 def _elapsed(line: str) -> float | None:
     match = re.search(r"\s(\d+):(\d\d):(\d\d\.\d+)[\s*]*$", line)  # "... 0:01:45.174 **** "
     if not match:
@@ -219,7 +239,7 @@ def main() -> None:
     subprocess.run(["make", "-C", str(TOP), "release"], check=True, capture_output=True)
     playbook("lab.yml", "-e", "lab_state=absent")
     playbook("lab.yml")
-    fresh_one, _ = playbook("site.yml", "--limit", "cg-lab-app1")
+    fresh_one, fresh_output = playbook("site.yml", "--limit", "cg-lab-app1", timed_tasks=True)
     playbook("site.yml")
     noop, noop_output = playbook("site.yml")
     artifact = TOP / "artifacts/codegraph-1.0.0.tar.gz"
@@ -250,6 +270,7 @@ def main() -> None:
             timed_tasks=True,
         )
     wide = rollout_seconds(wide_output)
+    results = {} if not MITOGEN else mitogen_runs(sum(per_host), sum(by_hand), fresh_one)
     save(
         "deploy",
         {
@@ -274,8 +295,38 @@ def main() -> None:
             "wide_rollout_seconds": round(wide, 1),
             "wide_rollout_over_restarts": round(wide / sum(per_host), 2),
             "wide_outcomes": wide_load.outcomes,
+            "fresh_converge_slowest_tasks": slowest_tasks(fresh_output),
+            **results,
         },
     )
+
+
+def mitogen_runs(restarts: float, by_hand: float, fresh_plain: float) -> dict:
+    """The no-op rerun, a rolling deploy (to 1.0.1, under load) and a fresh converge of
+    one host (on a lab made again) with the mitogen_linear strategy."""
+    noop, noop_output = playbook("site.yml", mitogen=True)
+    with Load() as load:
+        _, deploy_output = playbook(
+            "deploy.yml", "-e", "codegraph_version=1.0.1", timed_tasks=True, mitogen=True
+        )
+    rollout = rollout_seconds(deploy_output)
+    playbook("lab.yml", "-e", "lab_state=absent")
+    playbook("lab.yml")
+    fresh, _ = playbook("site.yml", "--limit", "cg-lab-app1", mitogen=True)
+    playbook("site.yml", mitogen=True)  # the lab as make lab leaves it
+    _, again_output = playbook("site.yml", mitogen=True)  # idempotent under Mitogen too
+    return {
+        "mitogen_version": version("mitogen"),
+        "mitogen_noop_site_seconds": round(noop, 1),
+        "mitogen_noop_changed": changed_total(noop_output),
+        "mitogen_rollout_seconds": round(rollout, 1),
+        "mitogen_rollout_over_restarts": round(rollout / restarts, 2),
+        "mitogen_rollout_over_by_hand": round(rollout / by_hand, 2),
+        "mitogen_outcomes": load.outcomes,
+        "mitogen_fresh_converge_one_host_seconds": round(fresh, 1),
+        "mitogen_fresh_over_plain": round(fresh / fresh_plain, 2),
+        "mitogen_second_noop_changed": changed_total(again_output),
+    }
 
 
 if __name__ == "__main__":
