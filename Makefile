@@ -28,8 +28,9 @@ $(VENV)/.installed: requirements.txt app/pyproject.toml
 
 venv: $(VENV)/.installed ## create the virtualenv with the pinned controller tools
 
-image: bootstrap ## build the Debian 12 systemd test-host image (once per recipe)
-	@molecule/image/build.sh >/dev/null
+image: bootstrap ## build the Debian 12 and 13 systemd test-host images (once per recipe)
+	@molecule/image/build.sh 12 >/dev/null
+	@molecule/image/build.sh 13 >/dev/null
 
 release: venv ## build the release artifact (wheelhouse tarball + .sha256)
 	@scripts/build-release.sh

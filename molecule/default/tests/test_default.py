@@ -12,12 +12,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+import testinfra
 
 from codegraph.settings import parse_settings
 
 BASE = "/opt/codegraph"
 CURL_AUTH = "curl -sS -H 'Authorization: Bearer {key}' https://localhost:8080{path}"
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / ".secrets" / "tls"
+
+
+# Debian 12 and Debian 13 (the platforms of molecule.yml)
+HOSTS = ("cg-default-app", "cg-default-app13")
 
 
 def _config(host) -> dict:
@@ -56,7 +61,7 @@ def test_tls_handshake_from_the_controller(host):
         "IP Address:127.0.0.1",
         f"IP Address:{address}",
         "DNS:codegraph.example.internal",
-        "DNS:cg-default-app",
+        f"DNS:{host.backend.name}",
     ):
         assert name in certificate
 
@@ -242,10 +247,14 @@ def test_the_chosen_profile_reached_rocksdb(host, api_key):
     assert stats["block_cache"]["capacity_bytes"] == tuning["block_cache_size"]
 
 
-def test_check_mode_on_the_converged_host_changes_nothing(host, api_key):
+def _hosts() -> list:
+    return [testinfra.get_host(f"podman://{name}") for name in HOSTS]
+
+
+def test_check_mode_on_the_converged_hosts_changes_nothing(api_key):
     """`ansible-playbook --check --diff` reports no change, does not fail, shows no secret."""
     scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-    profile = _config(host)["database"]["profile"]
+    (profile,) = {_config(host)["database"]["profile"] for host in _hosts()}
     result = subprocess.run(
         [
             "ansible-playbook",
@@ -263,19 +272,20 @@ def test_check_mode_on_the_converged_host_changes_nothing(host, api_key):
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
     )
     assert result.returncode == 0, result.stdout[-4000:]
-    recap = re.search(
-        r"cg-default-app\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)",
-        result.stdout,
-    )
-    assert recap and recap.groups() == ("0", "0"), result.stdout[-4000:]
+    for name in HOSTS:
+        recap = re.search(
+            rf"{name}\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)",
+            result.stdout,
+        )
+        assert recap and recap.groups() == ("0", "0"), result.stdout[-4000:]
     assert api_key not in result.stdout and "PRIVATE KEY" not in result.stdout
 
 
-def test_a_controller_with_another_fleet_ca_stops_before_touching_the_host(host, tmp_path):
-    """A second controller without the fleet's CA folder, told to create one: the host
-    trusts the first CA, so the run stops in preflight, says what to do, changes nothing."""
+def test_a_controller_with_another_fleet_ca_stops_before_touching_the_hosts(tmp_path):
+    """A second controller without the fleet's CA folder, told to create one: the hosts
+    trust the first CA, so the run stops in preflight, says what to do, changes nothing."""
     files = f"{BASE}/config/server.crt {BASE}/config/server.key {BASE}/config/ca.crt"
-    before = host.check_output(f"sha256sum {files}")
+    before = [host.check_output(f"sha256sum {files}") for host in _hosts()]
     scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
     result = subprocess.run(
         [
@@ -296,5 +306,5 @@ def test_a_controller_with_another_fleet_ca_stops_before_touching_the_host(host,
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "trusts another fleet CA" in output, output[-3000:]
     assert "fleet_ca_replace=true" in output
-    assert host.check_output(f"sha256sum {files}") == before
+    assert [host.check_output(f"sha256sum {files}") for host in _hosts()] == before
     assert not (tmp_path / "tls" / "ca.key").exists()  # no new CA was made either
