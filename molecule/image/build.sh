@@ -13,7 +13,7 @@ case $release in
 esac
 name=localhost/codegraph-debian$release-systemd
 mirror=http://deb.debian.org/debian
-# What a fresh Debian 12 server of the fleet has, plus the packages the roles
+# What a fresh Debian server of the fleet has, plus the packages the roles
 # install (so a test run does not depend on the mirror; the roles still declare them).
 include=(
   systemd systemd-sysv dbus sudo python3 python3-apt python3-venv iproute2 procps
