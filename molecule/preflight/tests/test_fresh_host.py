@@ -1,12 +1,19 @@
-"""examples/consumer, a playbook repository of a user's own, converged onto this
-scenario's fresh host: the collection built here and installed from its tarball into the
-example's own collections folder (with community.crypto, taken from the ansible
-package: there is no Galaxy here), nothing of this repository's roles, modules or
-ansible.cfg in sight."""
+"""This scenario's host, never converged (preflight left it as it was), in this order:
+
+1. `site.yml --check --diff` from scratch, from a controller without a fleet CA: it
+   succeeds, says what it would do, prints no secret, and touches neither the host nor
+   the controller;
+2. examples/consumer, a playbook repository of a user's own, converges it: the
+   collection built here and installed from its tarball into the example's own
+   collections folder (with community.crypto, taken from the ansible package: there is
+   no Galaxy here), nothing of this repository's roles, modules or ansible.cfg in sight.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,11 +21,40 @@ from pathlib import Path
 import ansible
 import pytest
 import yaml
-from cg_molecule import EPHEMERAL, TOP
+from cg_molecule import ANSIBLE_ENV, EPHEMERAL, INVENTORY, TOP
 
 GALAXY = yaml.safe_load((TOP / "galaxy.yml").read_text())
 TARBALL = f"{GALAXY['namespace']}-{GALAXY['name']}-{GALAXY['version']}.tar.gz"
 HOST = "cg-preflight"
+
+
+# the host's files as preflight's converge.yml fingerprints them
+STATE = (
+    "find /opt /etc /usr/local/share/ca-certificates -xdev "
+    "-printf '%p %m %u %g %s %T@\\n' 2>/dev/null | sort | sha256sum"
+)
+
+
+def test_check_mode_from_scratch_reports_and_touches_nothing(host, tmp_path):
+    before = host.check_output(STATE)
+    key = secrets.token_urlsafe(32)
+    result = _run(
+        [
+            *("ansible-playbook", "-i", str(INVENTORY), str(TOP / "playbooks/site.yml")),
+            *("--check", "--diff", "-e", f"codegraph_api_key={key}", "-e", "fleet_ca_create=true"),
+            *("-e", f"codegraph_tls_secrets_dir={tmp_path}/tls"),
+        ],
+        env=ANSIBLE_ENV,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    recap = re.search(
+        rf"{HOST}\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", result.stdout
+    )
+    assert recap and int(recap.group(1)) > 10, result.stdout[-3000:]
+    assert "Would create the fleet CA" in result.stdout
+    assert key not in result.stdout + result.stderr and "PRIVATE KEY" not in result.stdout
+    assert host.check_output(STATE) == before
+    assert not (tmp_path / "tls").exists()
 
 
 def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
