@@ -37,9 +37,15 @@ release: venv ## build the release artifact (wheelhouse tarball + .sha256)
 
 # --- checks -----------------------------------------------------------------------
 .PHONY: lint docs test test-repo test-app test-molecule
-lint: venv bootstrap ## yamllint, ansible-lint (production profile), ruff, shellcheck
+# The consumer example calls the roles as codegraph.ops.*: ansible-lint finds them in this
+# checkout through a link, not in whatever ~/.ansible/collections holds.
+COLLECTION_LINK := .cache/collections/ansible_collections/codegraph/ops
+$(COLLECTION_LINK):
+	@mkdir -p $(dir $@) && ln -sfn $(CURDIR) $@
+
+lint: venv bootstrap $(COLLECTION_LINK) ## yamllint, ansible-lint (production profile), ruff, shellcheck
 	yamllint --strict .
-	ansible-lint --profile production --offline
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/collections ansible-lint --profile production --offline
 	ruff check app tests molecule scripts bench roles plugins
 	ruff format --check app tests molecule scripts bench roles plugins
 	shellcheck scripts/*.sh molecule/image/build.sh

@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+import jinja2
 import yaml
 
 TOP = Path(__file__).resolve().parent.parent
@@ -41,10 +42,56 @@ _KEYWORDS = {
 }
 
 
+def alert_config(selectors: dict | None = None, thresholds: dict | None = None) -> dict:
+    """files/alerts/config.yml with overrides merged over it, as the prometheus role does
+    (selectors replaced by key, thresholds by alert and key)."""
+    config = yaml.safe_load((ALERTS / "config.yml").read_text())
+    config["selectors"].update(selectors or {})
+    for alert, values in (thresholds or {}).items():
+        config["thresholds"][alert] = {**config["thresholds"][alert], **values}
+    return config
+
+
+def render_rules(
+    selectors: dict | None = None,
+    thresholds: dict | None = None,
+    runbook_base_url: str = "https://codegraph-ops.invalid/docs/operations.md",
+) -> dict[str, str]:
+    """Each rule template of files/alerts rendered: {"codegraph.rules.yml": text, ...}.
+    The delimiters are the prometheus role's ([[ ]]), so Prometheus' {{ }} stay."""
+    config = alert_config(selectors, thresholds)
+    env = jinja2.Environment(  # noqa: S701 (YAML for Prometheus, not HTML)
+        variable_start_string="[[",
+        variable_end_string="]]",
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return {
+        path.name.removesuffix(".j2"): env.from_string(path.read_text()).render(
+            **config, runbook_base_url=runbook_base_url
+        )
+        for path in sorted(ALERTS.glob("*.rules.yml.j2"))
+    }
+
+
+def write_rules(folder: Path, **overrides) -> list[Path]:
+    """The rendered rules written into folder, with the promtool tests beside them in
+    folder/tests (they name their rule files as ../x.rules.yml)."""
+    (folder / "tests").mkdir(parents=True, exist_ok=True)
+    for test in (ALERTS / "tests").glob("*.yml"):
+        (folder / "tests" / test.name).write_text(test.read_text())
+    written = []
+    for name, text in render_rules(**overrides).items():
+        (folder / name).write_text(text)
+        written.append(folder / name)
+    return written
+
+
 def rule_groups() -> list[dict]:
+    """The rules' groups, rendered with config.yml."""
     groups = []
-    for path in sorted(ALERTS.glob("*.rules.yml")):
-        groups.extend(yaml.safe_load(path.read_text())["groups"])
+    for text in render_rules().values():
+        groups.extend(yaml.safe_load(text)["groups"])
     return groups
 
 

@@ -29,15 +29,26 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["promtool", *args], capture_output=True, text=True, check=False)
 
 
-def test_promtool_checks_the_rules():
-    result = promtool("check", "rules", *map(str, (TOP / "files/alerts").glob("*.rules.yml")))
+def test_promtool_checks_the_rules_and_their_unit_tests_pass(tmp_path):
+    """On the rules rendered with config.yml (tests/test_alert_rules.py: as the role
+    renders them, and with overrides)."""
+    rules = monitoring_refs.write_rules(tmp_path)
+    result = promtool("check", "rules", *map(str, rules))
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = promtool("test", "rules", *map(str, sorted((tmp_path / "tests").glob("*.yml"))))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_unit_tests_pass():
-    tests = [str(path) for path in (TOP / "files/alerts/tests").glob("*.yml")]
-    result = promtool("test", "rules", *tests)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_every_threshold_and_selector_of_config_yml_is_used():
+    templates = "".join(path.read_text() for path in (TOP / "files/alerts").glob("*.rules.yml.j2"))
+    config = monitoring_refs.alert_config()
+    for job in config["selectors"]:
+        assert f"selectors.{job} ]]" in templates, job
+    for alert, values in config["thresholds"].items():
+        assert {a["alert"] for a in ALERTS} >= {alert}
+        for key in values:
+            assert f"thresholds.{alert}.{key} " in templates, (alert, key)
+    assert {a["alert"] for a in ALERTS if "for" in a} == set(config["thresholds"])
 
 
 def test_every_alert_is_tested_before_and_after_its_for():

@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import testinfra
+import yaml
 from cg_molecule import INVENTORY, TOP
 
 sys.path.insert(0, str(TOP / "scripts"))
@@ -119,11 +121,35 @@ def test_scrapes_need_tls_and_the_password(ops, app, where, port, path):
     assert plain.stdout != "200"  # plain HTTP is not served
 
 
-def test_every_rule_group_is_loaded(ops):
-    groups = {g["name"]: g for g in prometheus(ops, "/api/v1/rules")["groups"]}
-    expected = {g["name"]: len(g["rules"]) for g in monitoring_refs.rule_groups()}
-    assert {name: len(groups[name]["rules"]) for name in expected} == expected
-    assert all(rule["health"] == "ok" for g in groups.values() for rule in g["rules"])
+def seconds(duration: str) -> int:
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
+
+
+def test_every_rule_is_loaded_with_the_inventorys_thresholds(ops):
+    """Every rule loaded and healthy; each alert's `for` as rendered with the scenario's
+    prometheus_alert_thresholds (the frozen-host alerts' shortened ones among them)."""
+    scenario = yaml.safe_load((Path(__file__).parent.parent / "molecule.yml").read_text())
+    overrides = scenario["provisioner"]["inventory"]["group_vars"]["all"]
+    rendered = [
+        group
+        for text in monitoring_refs.render_rules(
+            thresholds=overrides["prometheus_alert_thresholds"]
+        ).values()
+        for group in yaml.safe_load(text)["groups"]
+    ]
+    expected = {
+        (group["name"], rule.get("alert") or rule["record"]): seconds(rule.get("for", "0s"))
+        for group in rendered
+        for rule in group["rules"]
+    }
+    loaded = {
+        (group["name"], rule["name"]): rule.get("duration", 0)
+        for group in prometheus(ops, "/api/v1/rules")["groups"]
+        for rule in group["rules"]
+        if rule["health"] == "ok"
+    }
+    assert loaded == expected
+    assert expected[("platform.alerts", "HostDown")] == 20
 
 
 def test_every_metric_the_dashboards_and_alerts_use_is_exported(ops, app, api_key):
