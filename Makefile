@@ -65,12 +65,13 @@ test-app: venv bootstrap ## the service's tests (API, real processes over TLS, s
 test-molecule: venv image release ## every molecule scenario on real systemd hosts
 	@mkdir -p logs
 	@for scenario in $(SCENARIOS); do \
-	  echo "=== molecule test -s $$scenario"; \
+	  echo "=== molecule test -s $$scenario"; started=$$SECONDS; \
 	  molecule test -s $$scenario 2>&1 | tee logs/molecule-$$scenario.log || { \
 	    echo "=== molecule test -s $$scenario failed; its failures (whole log: logs/molecule-$$scenario.log):"; \
 	    sed -E 's/\x1b\[[0-9;]*m//g; s/^ *│ ?//' logs/molecule-$$scenario.log \
 	      | grep -aE '^(FAILED|ERROR) |^E  |^(fatal|failed): |^\[ERROR\]|_{5,} test_' | grep -v RETRYING | tail -60; \
 	    exit 1; }; \
+	  echo "=== molecule test -s $$scenario passed in $$((SECONDS - started)) s"; \
 	done
 
 test: lint test-repo test-app test-molecule ## everything CI runs

@@ -1,8 +1,9 @@
 """This scenario's host, never converged (preflight left it as it was), in this order:
 
-1. `site.yml --check --diff` from scratch, from a controller without a fleet CA: it
-   succeeds, says what it would do, prints no secret, and touches neither the host nor
-   the controller;
+1. `site.yml --check --diff` from scratch, from a controller without a fleet CA, every
+   role on this host (it is also made the monitoring host, the load balancer and a NATS
+   server): it succeeds, says what it would do, prints no secret, and touches neither
+   the host nor the controller;
 2. examples/consumer, a playbook repository of a user's own, converges it: the
    collection built here and installed from its tarball into the example's own
    collections folder (with community.crypto, taken from the ansible package: there is
@@ -28,6 +29,15 @@ TARBALL = f"{GALAXY['namespace']}-{GALAXY['name']}-{GALAXY['version']}.tar.gz"
 HOST = "cg-preflight"
 
 
+# what the monitoring, lb and nats roles install (the codegraph role's packages stay: the
+# consumer example converges this host offline afterwards)
+SERVICE_PACKAGES = [
+    "prometheus",
+    "prometheus-alertmanager",
+    "prometheus-node-exporter",
+    "haproxy",
+    "nats-server",
+]
 # the host's files as preflight's converge.yml fingerprints them
 STATE = (
     "find /opt /etc /usr/local/share/ca-certificates -xdev "
@@ -36,13 +46,43 @@ STATE = (
 
 
 def test_check_mode_from_scratch_reports_and_touches_nothing(host, tmp_path):
+    """The whole of site.yml: this host also in the monitoring and lb groups, and
+    replicated (a NATS server of its own), so every role runs in check mode on it."""
+    # A never-converged host has none of the services' packages (the image has them, for
+    # the scenarios that converge offline): purge them, and give apt the controller's
+    # package lists (the same Debian release) so the dry run can say what it would install.
+    purged = host.run(f"apt-get purge -y -q {' '.join(SERVICE_PACKAGES)}")
+    assert purged.rc == 0, purged.stderr
+    subprocess.run(
+        ["podman", "cp", "/var/lib/apt/lists/.", f"{HOST}:/var/lib/apt/lists/"], check=True
+    )
     before = host.check_output(STATE)
-    key = secrets.token_urlsafe(32)
+    given = {
+        name: secrets.token_urlsafe(32)
+        for name in (
+            "codegraph_api_key",
+            "nats_app_password",
+            "nats_route_password",
+            "monitoring_scrape_password",
+        )
+    }
+    everything = {
+        "all": {
+            "children": {"monitoring": {"hosts": {HOST: {}}}, "lb": {"hosts": {HOST: {}}}},
+            "vars": {
+                **given,
+                "codegraph_nats_password": given["nats_app_password"],
+                "codegraph_replication": "jetstream",
+                "fleet_ca_create": True,
+                "codegraph_tls_secrets_dir": f"{tmp_path}/tls",
+            },
+        }
+    }
+    (tmp_path / "everything.yml").write_text(yaml.safe_dump(everything))
     result = _run(
         [
-            *("ansible-playbook", "-i", str(INVENTORY), str(TOP / "playbooks/site.yml")),
-            *("--check", "--diff", "-e", f"codegraph_api_key={key}", "-e", "fleet_ca_create=true"),
-            *("-e", f"codegraph_tls_secrets_dir={tmp_path}/tls"),
+            *("ansible-playbook", str(TOP / "playbooks/site.yml"), "--check", "--diff"),
+            *("-i", str(INVENTORY), "-i", str(tmp_path / "everything.yml")),
         ],
         env=ANSIBLE_ENV,
     )
@@ -51,8 +91,15 @@ def test_check_mode_from_scratch_reports_and_touches_nothing(host, tmp_path):
         rf"{HOST}\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", result.stdout
     )
     assert recap and int(recap.group(1)) > 10, result.stdout[-3000:]
+    for role in ("nats", "codegraph", "prometheus", "alertmanager", "grafana_provisioning", "lb"):
+        assert re.search(rf"TASK \[{role} : ", result.stdout), f"{role} did not run"
     assert "Would create the fleet CA" in result.stdout
-    assert key not in result.stdout + result.stderr and "PRIVATE KEY" not in result.stdout
+    for package in SERVICE_PACKAGES:  # what apt would install, as the dry run reports it
+        assert re.search(rf"Install the missing packages \((.*, )?{package}(,|\))", result.stdout)
+    printed = result.stdout + result.stderr
+    for name, value in given.items():
+        assert value not in printed, f"{name} printed"
+    assert "PRIVATE KEY" not in printed
     assert host.check_output(STATE) == before
     assert not (tmp_path / "tls").exists()
 
