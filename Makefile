@@ -6,6 +6,14 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Mitogen for Ansible runs every playbook of the lab, the tests and the benchmarks: one
+# Python interpreter per host instead of a module payload per task (about half the time
+# of a converge, docs/benchmarks.md). MITOGEN=0 runs them with Ansible's linear strategy.
+MITOGEN ?= 1
+ifeq ($(MITOGEN),1)
+export ANSIBLE_STRATEGY := mitogen_linear
+export ANSIBLE_STRATEGY_PLUGINS := $(CURDIR)/scripts/mitogen
+endif
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 .DEFAULT_GOAL := help
 

@@ -48,6 +48,8 @@ ENV = {
     "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     "ANSIBLE_CONFIG": str(TOP / "ansible.cfg"),
     "ANSIBLE_NOCOLOR": "1",
+    # the plain runs use Ansible's own strategy, whatever `make` exported (MITOGEN=1)
+    "ANSIBLE_STRATEGY": "linear",
 }
 MITOGEN = importlib.util.find_spec("ansible_mitogen")
 MITOGEN_ENV = (
