@@ -5,24 +5,20 @@ overrides; promtool's unit tests then run on what was rendered."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+from playbook import LOCAL, TOP, run_play
 
-TOP = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(TOP / "scripts"))
-import monitoring_refs  # noqa: E402
+import monitoring_refs
 
 ROLE = TOP / "roles/prometheus"
 INVENTORY = {
     "all": {
-        "hosts": {
-            "cg-ops": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-        },
+        "hosts": {"cg-ops": LOCAL},
         "children": {
             "codegraph": {"hosts": {"cg-ops": {}}},
             "monitoring": {"hosts": {"cg-ops": {}}},
@@ -108,19 +104,7 @@ OVERRIDES_TEST = {
 
 
 def _ansible(tmp_path: Path, play: list, extra: dict) -> subprocess.CompletedProcess:
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(INVENTORY))
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
-    return subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            *("-i", str(tmp_path / "hosts.yml"), "-e", json.dumps(extra)),
-            str(tmp_path / "play.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(TOP / "ansible.cfg"), "ANSIBLE_BECOME": "false"},
-    )
+    return run_play(tmp_path, INVENTORY, play, "-e", json.dumps(extra))
 
 
 def _role_rules_task() -> dict:

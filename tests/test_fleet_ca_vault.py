@@ -6,15 +6,12 @@ into a temporary secrets folder; nothing is installed anywhere."""
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from playbook import BIN, LOCAL, run_play
 
-TOP = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 PLAY = """
 - hosts: cg-test
   gather_facts: true
@@ -27,28 +24,13 @@ PLAY = """
 
 
 def _run(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    (tmp / "hosts.yml").write_text(
-        "all:\n  hosts:\n    cg-test:\n      ansible_connection: local\n"
-        f"      ansible_python_interpreter: {sys.executable}\n"
-    )
-    (tmp / "play.yml").write_text(PLAY)
-    return subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            *("-i", str(tmp / "hosts.yml"), str(tmp / "play.yml")),
-            *("-e", f"fleet_ca_secrets_dir={tmp / 'tls'}"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": str(TOP / "ansible.cfg"),
-            "ANSIBLE_BECOME": "false",
-            "ANSIBLE_GATHER_SUBSET": "!all,!min,network",
-            "ANSIBLE_CACHE_PLUGIN": "memory",
-        },
+    return run_play(
+        tmp,
+        {"all": {"hosts": {"cg-test": LOCAL}}},
+        PLAY,
+        *("-e", f"fleet_ca_secrets_dir={tmp / 'tls'}"),
+        *args,
+        env={"ANSIBLE_GATHER_SUBSET": "!all,!min,network", "ANSIBLE_CACHE_PLUGIN": "memory"},
     )
 
 

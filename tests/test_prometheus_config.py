@@ -5,23 +5,16 @@ ones stop in the role's preflight."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from playbook import LOCAL, TOP, run_play
 
-TOP = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 INVENTORY = {
     "all": {
         "hosts": {
-            name: {
-                "ansible_host": address,
-                "ansible_connection": "local",
-                "ansible_python_interpreter": sys.executable,
-            }
+            name: {"ansible_host": address, **LOCAL}
             for name, address in (("cg-app1", "10.0.0.11"), ("cg-ops", "10.0.0.10"))
         },
         "children": {
@@ -68,19 +61,7 @@ LONG_TERM = {
 
 
 def _ansible(tmp_path: Path, play: str, extra: dict) -> subprocess.CompletedProcess:
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(INVENTORY))
-    (tmp_path / "play.yml").write_text(play)
-    return subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            *("-i", str(tmp_path / "hosts.yml"), "-e", json.dumps(extra)),
-            str(tmp_path / "play.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(TOP / "ansible.cfg"), "ANSIBLE_BECOME": "false"},
-    )
+    return run_play(tmp_path, INVENTORY, play, "-e", json.dumps(extra))
 
 
 def render(tmp_path: Path, extra: dict) -> dict:
