@@ -119,3 +119,18 @@ def test_a_job_named_like_the_roles_own_or_a_target_without_url_stops_in_preflig
         assert "prometheus_extra_scrape_configs needs a job_name of its own" in result.stdout, (
             result.stdout[-2000:]
         )
+
+
+def test_an_app_host_that_is_also_the_monitoring_host_needs_another_port(tmp_path):
+    """The service's metrics take 9090 on an app host: Prometheus' default port there
+    would fail to bind in a restart loop, so preflight names the clash first."""
+    play = PREFLIGHT.replace("hosts: cg-ops", "hosts: cg-app1")
+    good = {"prometheus_codegraph_scheme": "http", "prometheus_scrape_password": "p" * 20}
+    clash = _ansible(tmp_path, play, good)
+    assert clash.returncode != 0
+    assert "cg-app1 is an app host and the monitoring host, and prometheus_port 9090" in (
+        clash.stdout
+    ), clash.stdout[-2000:]
+    assert _ansible(tmp_path, play, {**good, "prometheus_port": 9091}).returncode == 0
+    # on a host that is not an app host, 9090 is Prometheus' own
+    assert _ansible(tmp_path, PREFLIGHT, good).returncode == 0
