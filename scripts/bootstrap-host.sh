@@ -10,6 +10,7 @@ packages=(
   wrk                                         # load generation in benchmarks
   nats-server                                 # a real JetStream cluster for the app's tests
   haproxy                                     # a real HAProxy for the haproxy_server module's tests
+  sudo                                        # become on localhost: Mitogen runs sudo even as root
 )
 missing=()
 for package in "${packages[@]}"; do
