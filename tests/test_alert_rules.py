@@ -18,9 +18,9 @@ import monitoring_refs
 ROLE = TOP / "roles/prometheus"
 INVENTORY = {
     "all": {
-        "hosts": {"cg-ops": LOCAL},
+        "hosts": {"cg-app1": LOCAL, "cg-ops": LOCAL},
         "children": {
-            "codegraph": {"hosts": {"cg-ops": {}}},
+            "codegraph": {"hosts": {"cg-app1": {}}},
             "monitoring": {"hosts": {"cg-ops": {}}},
         },
     }
