@@ -75,6 +75,9 @@ def test_check_mode_from_scratch_reports_and_touches_nothing(host, tmp_path):
                 "codegraph_replication": "jetstream",
                 "fleet_ca_create": True,
                 "codegraph_tls_secrets_dir": f"{tmp_path}/tls",
+                # an app host that is also the monitoring host: the service's metrics
+                # take 9090 (preflight refuses Prometheus' default port there)
+                "prometheus_port": 9091,
             },
         }
     }
