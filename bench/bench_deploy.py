@@ -1,14 +1,21 @@
 """Deploy timings on the lab fleet (3 app hosts + 1 ops host, over SSH), each beside
-the physical floor measured in the same run:
+what the same work takes by hand, measured in the same run:
 
-- a fresh converge of one host (site.yml --limit), against the floor: the offline
-  install of the wheelhouse plus one restart and health wait, done by hand over SSH;
+- a fresh converge of one host into the running fleet (its container made again, then
+  site.yml --limit: what replacing a host costs before add_host.yml copies the data in),
+  against the same install by hand on another new container: the very files that
+  converge wrote, the user, the release's venv and offline pip install, the CA trusted,
+  the services started, health awaited, in one SSH session (then a converge checks it
+  left nothing undone); and beside it the app alone by hand (wheelhouse install, restart,
+  health) on a converged host;
+- what Ansible spends on a task that does no work (a module run, a skipped task), the
+  bookkeeping a converge of so many tasks cannot go below;
 - a no-op rerun of site.yml on the whole lab (goal <= 20 s per host, changed=0);
 - a rolling deploy of the three hosts to a new release under load through HAProxy,
-  against the sum of per-host restart + health-wait times (goal <= 1.3x), and against
-  the same steps per host (drain, backup, restart, health, enable) typed by hand over
-  SSH, with the request success rate seen by the client; then the deploy back with a
-  wider batch (the canary, then the other two hosts at once) against the same sum;
+  against the sum of per-host restart + health-wait times, and against the same steps
+  per host (drain, backup, restart, health, enable) typed by hand over SSH, with the
+  request success rate seen by the client; then the deploy back with a wider batch (the
+  canary, then the other two hosts at once) against the same sum;
 - where a fresh converge spends its time (profile_tasks: the slowest tasks);
 - the same no-op rerun, rolling deploy and fresh converge with Mitogen for Ansible's
   mitogen_linear strategy (a persistent interpreter on each host instead of a module
@@ -21,11 +28,13 @@ from __future__ import annotations
 
 import http.client
 import importlib.util
+import json
 import os
 import re
 import shlex
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from importlib.metadata import version
@@ -97,6 +106,51 @@ def playbook(
     return elapsed, result.stdout
 
 
+def new_container(host: str) -> None:
+    """`host` replaced by a new, empty container (what a new machine is in the lab)."""
+    subprocess.run(["podman", "rm", "--force", host], check=True, capture_output=True)
+    playbook("lab.yml")
+
+
+def replace_host(host: str, mitogen: bool = False) -> tuple[float, str]:
+    """A new container in place of `host`, converged into the running fleet (timed, with
+    every task's time). Marked first, so converged_files finds what the converge wrote."""
+    new_container(host)
+    ssh(host, f"touch {CONVERGE_MARK}")
+    return playbook("site.yml", "--limit", host, timed_tasks=True, mitogen=mitogen)
+
+
+def bootstrap(host: str) -> None:
+    """The fleet's data onto a replaced host, as add_host.yml does after its converge."""
+    playbook("add_host.yml", "-e", f"add_host={host}", "-e", "add_host_converge=false")
+
+
+def task_costs(host: str, mitogen: bool = False, count: int = 40) -> dict[str, float]:
+    """Seconds Ansible spends per task that does no work on `host`: a module run
+    (`command: true`) and a skipped task, each from a play of `count` such tasks less
+    a play of none (the run's own start and end)."""
+    plays = {
+        "none": [],
+        "module": [{"ansible.builtin.command": "true", "changed_when": False}] * count,
+        "skipped": [{"ansible.builtin.command": "true", "when": False}] * count,
+    }
+    seconds = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for kind, tasks in plays.items():
+            path = Path(folder) / f"{kind}.yml"
+            path.write_text(json.dumps([{"hosts": host, "gather_facts": False, "tasks": tasks}]))
+            seconds[kind] = playbook(str(path), mitogen=mitogen)[0]
+    return {
+        kind: round((seconds[kind] - seconds["none"]) / count, 3) for kind in ("module", "skipped")
+    }
+
+
+def recap_counts(output: str) -> dict[str, int]:
+    """ok, changed, skipped... of the one host in a run's recap."""
+    recap = output.split("PLAY RECAP")[-1]
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", recap)}
+
+
 def changed_total(output: str) -> int:
     return sum(int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1]))
 
@@ -132,6 +186,62 @@ def physical_floor(host: str, artifact: Path) -> float:
         "python3 -m venv /tmp/floor/venv && /tmp/floor/venv/bin/pip install --quiet --no-index "
         "--find-links /tmp/floor/codegraph-*/wheelhouse codegraph && "
         f"systemctl restart codegraph && {WAIT_HEALTHY} && rm -rf /tmp/floor /tmp/floor.tar.gz",
+    )
+    return time.perf_counter() - started
+
+
+# What a converge writes on an app host: everything newer than a mark made just before
+# it, but not what the services write as they run (data, logs, the NATS store), the
+# release's virtualenv (built by hand too), the users (made by hand), the trust store's
+# hash links and the units' enable links (their commands make them), the lab's SSH key.
+CONVERGE_MARK = "/root/.cg-bench-converge-mark"
+_NOT_COPIED = [
+    *("/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp", "/var/log"),  # noqa: S108 (on the host)
+    "/var/cache",
+    *("/var/lib/apt", "/var/lib/dpkg", "/var/lib/systemd", "/root", "/etc/ssl/certs"),
+    *("/etc/passwd*", "/etc/group*", "/etc/shadow*", "/etc/gshadow*", "/etc/.pwd.lock"),
+    "/etc/systemd/system/*.wants",
+    *(f"/opt/codegraph/{part}/*" for part in ("data", "logs", "backups", "jetstream")),
+    "/opt/codegraph/releases/*/venv",
+]
+CONVERGED_FILES = (
+    "find / -xdev \\( "
+    + " -o ".join(f"-path '{path}'" for path in _NOT_COPIED)
+    + f" \\) -prune -o -newer {CONVERGE_MARK} \\( -type f -o -type l -o -type d \\) -print0"
+    " | tar --null --no-recursion -czf - -T - 2>/dev/null"
+)
+
+
+def converged_files(host: str) -> bytes:
+    """The files a converge of `host` (made fresh, marked before) wrote, as a tar.gz."""
+    return subprocess.run(
+        [*SSH, f"root@{ADDRESS[host]}", CONVERGED_FILES], capture_output=True, check=True
+    ).stdout
+
+
+def same_install_by_hand(host: str, files: Path, artifact: Path) -> float:
+    """On a new container: the install a converge makes, done by hand with every file
+    ready (the converge's own, from converged_files): copy the files and the release,
+    make the user, unpack, venv, offline pip install, trust the CA, start the services
+    (NATS joins the cluster) and wait healthy. One SSH session, nothing checked twice."""
+    started = time.perf_counter()
+    subprocess.run(
+        ["scp", *SSH[1:], str(files), str(artifact), f"root@{ADDRESS[host]}:/tmp/"],
+        check=True,
+        capture_output=True,
+    )
+    release = "/opt/codegraph/releases/1.0.0"
+    services = "nats-server prometheus-node-exporter codegraph"
+    ssh(
+        host,
+        "useradd --system --user-group --home-dir /opt/codegraph --no-create-home "
+        f"--shell /usr/sbin/nologin codegraph && tar -xzpf /tmp/{files.name} -C / && "
+        f"mkdir /tmp/floor && tar -xzf /tmp/{artifact.name} -C /tmp/floor && "
+        f"python3 -m venv {release}/venv && {release}/venv/bin/pip install --quiet --no-index "
+        "--find-links /tmp/floor/codegraph-*/wheelhouse codegraph && update-ca-certificates && "
+        f"systemctl daemon-reload && systemctl enable {services} && "
+        f"systemctl restart {services} && {WAIT_HEALTHY} && "
+        f"rm -rf /tmp/floor /tmp/{files.name} /tmp/{artifact.name}",
     )
     return time.perf_counter() - started
 
@@ -242,10 +352,20 @@ def main() -> None:
     subprocess.run(["make", "-C", str(TOP), "release"], check=True, capture_output=True)
     playbook("lab.yml", "-e", "lab_state=absent")
     playbook("lab.yml")
-    fresh_one, fresh_output = playbook("site.yml", "--limit", "cg-lab-app1", timed_tasks=True)
     playbook("site.yml")
-    noop, noop_output = playbook("site.yml")
     artifact = TOP / "artifacts/codegraph-1.0.0.tar.gz"
+    costs = task_costs("cg-lab-app2")
+    fresh_one, fresh_output = replace_host("cg-lab-app1")
+    with tempfile.TemporaryDirectory() as folder:
+        files = Path(folder) / "converged.tar.gz"
+        files.write_bytes(converged_files("cg-lab-app1"))
+        new_container("cg-lab-app1")
+        same_by_hand = same_install_by_hand("cg-lab-app1", files, artifact)
+    # what the converge still finds to do after the install by hand: 0 if it was the same
+    _, after_by_hand = playbook("site.yml", "--limit", "cg-lab-app1")
+    bootstrap("cg-lab-app1")
+    playbook("site.yml")  # facts of every host again (lab.yml forgets them)
+    noop, noop_output = playbook("site.yml")
     floor = physical_floor("cg-lab-app2", artifact)
 
     per_host = [ssh(host, f"systemctl restart codegraph && {WAIT_HEALTHY}") for host in APPS]
@@ -273,11 +393,18 @@ def main() -> None:
             timed_tasks=True,
         )
     wide = rollout_seconds(wide_output)
-    results = {} if not MITOGEN else mitogen_runs(sum(per_host), sum(by_hand), fresh_one)
+    results = (
+        {} if not MITOGEN else mitogen_runs(sum(per_host), sum(by_hand), fresh_one, same_by_hand)
+    )
     save(
         "deploy",
         {
             "fresh_converge_one_host_seconds": round(fresh_one, 1),
+            "fresh_converge_tasks": recap_counts(fresh_output),
+            "same_install_by_hand_seconds": round(same_by_hand, 1),
+            "fresh_over_by_hand": round(fresh_one / same_by_hand, 2),
+            "converge_after_by_hand_changed": changed_total(after_by_hand),
+            "task_costs_seconds": costs,
             "physical_floor_one_host_seconds": round(floor, 1),
             "fresh_over_floor": round(fresh_one / floor, 2),
             "noop_site_seconds": round(noop, 1),
@@ -304,18 +431,20 @@ def main() -> None:
     )
 
 
-def mitogen_runs(restarts: float, by_hand: float, fresh_plain: float) -> dict:
+def mitogen_runs(
+    restarts: float, by_hand: float, fresh_plain: float, install_by_hand: float
+) -> dict:
     """The no-op rerun, a rolling deploy (to 1.0.1, under load) and a fresh converge of
-    one host (on a lab made again) with the mitogen_linear strategy."""
+    one host (its container made again) with the mitogen_linear strategy."""
     noop, noop_output = playbook("site.yml", mitogen=True)
     with Load() as load:
         _, deploy_output = playbook(
             "deploy.yml", "-e", "codegraph_version=1.0.1", timed_tasks=True, mitogen=True
         )
     rollout = rollout_seconds(deploy_output)
-    playbook("lab.yml", "-e", "lab_state=absent")
-    playbook("lab.yml")
-    fresh, _ = playbook("site.yml", "--limit", "cg-lab-app1", mitogen=True)
+    costs = task_costs("cg-lab-app2", mitogen=True)
+    fresh, fresh_output = replace_host("cg-lab-app1", mitogen=True)
+    bootstrap("cg-lab-app1")
     playbook("site.yml", mitogen=True)  # the lab as make lab leaves it
     _, again_output = playbook("site.yml", mitogen=True)  # idempotent under Mitogen too
     return {
@@ -328,6 +457,10 @@ def mitogen_runs(restarts: float, by_hand: float, fresh_plain: float) -> dict:
         "mitogen_outcomes": load.outcomes,
         "mitogen_fresh_converge_one_host_seconds": round(fresh, 1),
         "mitogen_fresh_over_plain": round(fresh / fresh_plain, 2),
+        "mitogen_fresh_over_by_hand": round(fresh / install_by_hand, 2),
+        "mitogen_fresh_converge_tasks": recap_counts(fresh_output),
+        "mitogen_task_costs_seconds": costs,
+        "mitogen_fresh_converge_slowest_tasks": slowest_tasks(fresh_output),
         "mitogen_second_noop_changed": changed_total(again_output),
     }
 
