@@ -102,8 +102,23 @@ def playbook(
     )
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
+        failed = result.stdout.split("PLAY RECAP")[0]  # the failed task, not profile_tasks' recap
+        raise RuntimeError(f"{name} failed:\n{failed[-4000:]}\n{result.stderr[-2000:]}")
     return elapsed, result.stdout
+
+
+def write_nodes(host: str, count: int = 20) -> None:
+    """Nodes written through `host`'s API: a fleet's stream holds entries before one of its
+    hosts is replaced (a replica that joins a stream that never had one stays "not current"
+    on Debian's nats-server 2.9.10; docs/benchmarks.md)."""
+    nodes = [{"id": f"bench:{i}", "kind": "function", "name": f"f{i}"} for i in range(count)]
+    ssh(
+        host,
+        "sed -n 's/^CODEGRAPH_API_KEY=//p' /opt/codegraph/config/.env | "
+        "sed 's/^/Authorization: Bearer /' | curl -sf -X POST -H @- "
+        "-H 'Content-Type: application/json' https://localhost:8080/nodes "
+        f"-d {shlex.quote(json.dumps({'nodes': nodes}))} >/dev/null",
+    )
 
 
 def new_container(host: str) -> None:
@@ -353,6 +368,7 @@ def main() -> None:
     playbook("lab.yml", "-e", "lab_state=absent")
     playbook("lab.yml")
     playbook("site.yml")
+    write_nodes("cg-lab-app2")
     artifact = TOP / "artifacts/codegraph-1.0.0.tar.gz"
     costs = task_costs("cg-lab-app2")
     fresh_one, fresh_output = replace_host("cg-lab-app1")
