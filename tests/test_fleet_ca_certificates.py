@@ -66,12 +66,13 @@ def test_each_set_of_names_has_its_certificate_signed_once_per_run(tmp_path):
     signed = _run(tmp_path)
     tls = tmp_path / "tls"
     plain = tls / "cg-test.crt"
-    named = [path for path in tls.glob("cg-test-*.crt")]
+    named = list(tls.glob("cg-test-*.crt"))
     assert len(signed) == 2  # one per set of names, not one per include
     assert all(result["changed"] for result in signed)
     assert len(named) == 1, sorted(p.name for p in tls.iterdir())
-    assert f"DNS:{NAME}" in _openssl("x509", "-noout", "-ext", "subjectAltName", "-in", str(named[0]))
-    assert NAME not in _openssl("x509", "-noout", "-ext", "subjectAltName", "-in", str(plain))
+    names = ("x509", "-noout", "-ext", "subjectAltName", "-in")
+    assert f"DNS:{NAME}" in _openssl(*names, str(named[0]))
+    assert NAME not in _openssl(*names, str(plain))
     for certificate in (plain, named[0]):
         _openssl("verify", "-CAfile", str(tls / "ca.crt"), str(certificate))
         # both are the host's one key
