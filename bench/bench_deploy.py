@@ -114,8 +114,7 @@ def write_nodes(host: str, count: int = 20) -> None:
     nodes = [{"id": f"bench:{i}", "kind": "function", "name": f"f{i}"} for i in range(count)]
     ssh(
         host,
-        "sed -n 's/^CODEGRAPH_API_KEY=//p' /opt/codegraph/config/.env | "
-        "sed 's/^/Authorization: Bearer /' | curl -sf -X POST -H @- "
+        f"{AUTH_HEADER} | curl -sf -X POST -H @- "
         "-H 'Content-Type: application/json' https://localhost:8080/nodes "
         f"-d {shlex.quote(json.dumps({'nodes': nodes}))} >/dev/null",
     )
@@ -161,13 +160,15 @@ def task_costs(host: str, mitogen: bool = False, count: int = 40) -> dict[str, f
 
 
 def recap_counts(output: str) -> dict[str, int]:
-    """ok, changed, skipped... of the one host in a run's recap."""
-    recap = output.split("PLAY RECAP")[-1]
-    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", recap)}
+    """ok, changed, skipped... of a run's recap, summed over its hosts."""
+    counts: dict[str, int] = {}
+    for key, value in re.findall(r"(\w+)=(\d+)", output.split("PLAY RECAP")[-1]):
+        counts[key] = counts.get(key, 0) + int(value)
+    return counts
 
 
 def changed_total(output: str) -> int:
-    return sum(int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1]))
+    return recap_counts(output).get("changed", 0)
 
 
 def ssh(host: str, script: str) -> float:
@@ -185,28 +186,45 @@ def ssh(host: str, script: str) -> float:
 
 
 WAIT_HEALTHY = "until curl -sf https://localhost:8080/health >/dev/null; do sleep 0.2; done"
+# the host's own command (the codegraph role's), which reads the API key from the keys file
+AUTH_HEADER = "/opt/codegraph/bin/codegraph-auth-header"
+
+
+# where the installs by hand copy the release artifact and unpack it, on the host
+UPLOADS = "/tmp"  # noqa: S108 (on the host)
+UNPACKED = f"{UPLOADS}/floor"
+
+
+def offline_install(artifact: Path, venv: str) -> str:
+    """Shell: unpack the release `artifact` (copied to UPLOADS) into UNPACKED, make `venv`,
+    install the service into it from the release's wheelhouse, offline."""
+    return (
+        f"rm -rf {UNPACKED} && mkdir {UNPACKED} && "
+        f"tar -xzf {UPLOADS}/{artifact.name} -C {UNPACKED} && "
+        f"python3 -m venv {venv} && {venv}/bin/pip install --quiet --no-index "
+        f"--find-links {UNPACKED}/codegraph-*/wheelhouse codegraph"
+    )
 
 
 def physical_floor(host: str, artifact: Path) -> float:
     """What any installer must do: copy, unpack, venv, offline pip install, restart, health."""
     started = time.perf_counter()
     subprocess.run(
-        ["scp", *SSH[1:], str(artifact), f"root@{ADDRESS[host]}:/tmp/floor.tar.gz"],
+        ["scp", *SSH[1:], str(artifact), f"root@{ADDRESS[host]}:{UPLOADS}/"],
         check=True,
         capture_output=True,
     )
     ssh(
         host,
-        "rm -rf /tmp/floor && mkdir /tmp/floor && tar -xzf /tmp/floor.tar.gz -C /tmp/floor && "
-        "python3 -m venv /tmp/floor/venv && /tmp/floor/venv/bin/pip install --quiet --no-index "
-        "--find-links /tmp/floor/codegraph-*/wheelhouse codegraph && "
-        f"systemctl restart codegraph && {WAIT_HEALTHY} && rm -rf /tmp/floor /tmp/floor.tar.gz",
+        f"{offline_install(artifact, f'{UNPACKED}/venv')} && systemctl restart codegraph && "
+        f"{WAIT_HEALTHY} && rm -rf {UNPACKED} {UPLOADS}/{artifact.name}",
     )
     return time.perf_counter() - started
 
 
-# What a converge writes on an app host: everything newer than a mark made just before
-# it, but not what the services write as they run (data, logs, the NATS store), the
+# What a converge writes on an app host: everything changed after a mark made just before
+# it (the inode's change time: Mitogen's copy keeps the controller file's modification
+# time), but not what the services write as they run (data, logs, the NATS store), the
 # release's virtualenv (built by hand too), the users (made by hand), the trust store's
 # hash links and the units' enable links (their commands make them), the lab's SSH key.
 CONVERGE_MARK = "/root/.cg-bench-converge-mark"
@@ -222,7 +240,7 @@ _NOT_COPIED = [
 CONVERGED_FILES = (
     "find / -xdev \\( "
     + " -o ".join(f"-path '{path}'" for path in _NOT_COPIED)
-    + f" \\) -prune -o -newer {CONVERGE_MARK} \\( -type f -o -type l -o -type d \\) -print0"
+    + f" \\) -prune -o -cnewer {CONVERGE_MARK} \\( -type f -o -type l -o -type d \\) -print0"
     " | tar --null --no-recursion -czf - -T - 2>/dev/null"
 )
 
@@ -241,7 +259,7 @@ def same_install_by_hand(host: str, files: Path, artifact: Path) -> float:
     (NATS joins the cluster) and wait healthy. One SSH session, nothing checked twice."""
     started = time.perf_counter()
     subprocess.run(
-        ["scp", *SSH[1:], str(files), str(artifact), f"root@{ADDRESS[host]}:/tmp/"],
+        ["scp", *SSH[1:], str(files), str(artifact), f"root@{ADDRESS[host]}:{UPLOADS}/"],
         check=True,
         capture_output=True,
     )
@@ -250,13 +268,11 @@ def same_install_by_hand(host: str, files: Path, artifact: Path) -> float:
     ssh(
         host,
         "useradd --system --user-group --home-dir /opt/codegraph --no-create-home "
-        f"--shell /usr/sbin/nologin codegraph && tar -xzpf /tmp/{files.name} -C / && "
-        f"mkdir /tmp/floor && tar -xzf /tmp/{artifact.name} -C /tmp/floor && "
-        f"python3 -m venv {release}/venv && {release}/venv/bin/pip install --quiet --no-index "
-        "--find-links /tmp/floor/codegraph-*/wheelhouse codegraph && update-ca-certificates && "
+        f"--shell /usr/sbin/nologin codegraph && tar -xzpf {UPLOADS}/{files.name} -C / && "
+        f"{offline_install(artifact, f'{release}/venv')} && update-ca-certificates && "
         f"systemctl daemon-reload && systemctl enable {services} && "
         f"systemctl restart {services} && {WAIT_HEALTHY} && "
-        f"rm -rf /tmp/floor /tmp/{files.name} /tmp/{artifact.name}",
+        f"rm -rf {UNPACKED} {UPLOADS}/{files.name} {UPLOADS}/{artifact.name}",
     )
     return time.perf_counter() - started
 
@@ -278,11 +294,7 @@ def by_hand_rollout_step(host: str) -> float:
         f"echo 'set server codegraph/{host} state ready' | {HAPROXY} && "
         f"until {stat} | awk -F, '$18 ~ /^UP/ {{ ok = 1 }} END {{ exit !ok }}'; do sleep 0.1; done"
     )
-    backup = (
-        "sed -n 's/^CODEGRAPH_API_KEY=//p' /opt/codegraph/config/.env | "
-        "sed 's/^/Authorization: Bearer /' | curl -sf -X POST -H @- "
-        "https://localhost:8080/backup >/dev/null"
-    )
+    backup = f"{AUTH_HEADER} | curl -sf -X POST -H @- https://localhost:8080/backup >/dev/null"
     return (
         ssh("cg-lab-ops", drain)
         + ssh(host, f"{backup} && systemctl restart codegraph && {WAIT_HEALTHY}")
