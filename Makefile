@@ -69,7 +69,8 @@ test-app: venv bootstrap ## the service's tests (API, real processes over TLS, s
 	cd app && pytest -q
 
 # Each scenario's output is kept in logs/; on a failure its failing tests and tasks are
-# printed again last, where a CI log's tail shows them.
+# printed again last, where a CI log's tail shows them: the first ones (often the cause)
+# and the last, lines cut to 300 characters.
 test-molecule: venv image release ## every molecule scenario on real systemd hosts
 	@mkdir -p logs
 	@for scenario in $(SCENARIOS); do \
@@ -77,7 +78,12 @@ test-molecule: venv image release ## every molecule scenario on real systemd hos
 	  molecule test -s $$scenario 2>&1 | tee logs/molecule-$$scenario.log || { \
 	    echo "=== molecule test -s $$scenario failed; its failures (whole log: logs/molecule-$$scenario.log):"; \
 	    sed -E 's/\x1b\[[0-9;]*m//g; s/^ *│ ?//' logs/molecule-$$scenario.log \
-	      | grep -aE '^(FAILED|ERROR) |^E  |^(fatal|failed): |^\[ERROR\]|_{5,} test_' | grep -v RETRYING | tail -60; \
+	      | grep -aE '^(FAILED|ERROR) |^E  |^(fatal|failed): |^\[ERROR\]|_{5,} test_' | grep -v RETRYING \
+	      | cut -c1-300 > logs/failures-$$scenario.txt || true; \
+	    lines=$$(wc -l < logs/failures-$$scenario.txt); \
+	    if [ "$$lines" -le 70 ]; then cat logs/failures-$$scenario.txt; else \
+	      head -50 logs/failures-$$scenario.txt; echo "[... $$((lines - 70)) lines ...]"; \
+	      tail -20 logs/failures-$$scenario.txt; fi; \
 	    exit 1; }; \
 	  echo "=== molecule test -s $$scenario passed in $$((SECONDS - started)) s"; \
 	done

@@ -48,6 +48,9 @@ log = logging.getLogger("codegraph.replication")
 PROBE_SECONDS = 1.0  # how often the stream's state (and the peers' reachability) is read
 UNREACHABLE_AFTER = 3.0  # seconds without a successful probe: the log is unreachable
 QUEUED_ENTRIES = 64  # between the consumer and the applier (backpressure beyond)
+# How long this host's consumer may leave it behind the stream's head, idle, before the
+# missing entries are read from the stream's leader instead (_fill_from_leader).
+FILL_AFTER = 1.0
 
 
 @dataclass
@@ -84,6 +87,8 @@ class JetStreamLog:
             target=self._apply_forever, name="log-applier", daemon=True
         )
         self._entries: queue.Queue[tuple[int, float, dict[str, Any]]] = queue.Queue(QUEUED_ENTRIES)
+        self._queued_seq = 0  # the last entry handed to the applier (NATS client thread)
+        self._queued_at = time.monotonic()
         self._stopping = threading.Event()
         self._nc: Any = None
         self._js: Any = None
@@ -151,6 +156,8 @@ class JetStreamLog:
         log.info("replicated log: reconnected to %s", self._nc.connected_url.netloc)
 
     async def _disconnect(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.close()
 
@@ -158,8 +165,9 @@ class JetStreamLog:
     async def _follow(self) -> None:
         """Connect, then follow the stream from where this host is, and probe it."""
         await self._connect()
-        self._prober = asyncio.ensure_future(self._probe_forever())
         start = self._start_seq()
+        self._queued_seq = start - 1
+        self._prober = asyncio.ensure_future(self._probe_forever())
         while not self._stopping.is_set():
             try:
                 self._subscription = await self._js.subscribe(
@@ -186,14 +194,47 @@ class JetStreamLog:
         return (min(engine.applied.seq, logged) if logged else engine.applied.seq) + 1
 
     async def _delivered(self, message: Any) -> None:
-        entry = orjson.loads(message.data)
-        item = (message.metadata.sequence.stream, entry["ts"], entry["m"], entry.get("f"))
+        await self._enqueue(message.metadata.sequence.stream, message.data)
+
+    async def _enqueue(self, seq: int, data: bytes, *, next_only: bool = False) -> bool:
+        """Hand an entry to the applier, once and in order: one the consumer and the leader
+        both delivered goes on once. next_only: only if it is the next one (the leader's)."""
+        entry = orjson.loads(data)
+        item = (seq, entry["ts"], entry["m"], entry.get("f"))
         while not self._stopping.is_set():  # wait for room: the consumer's backpressure
+            if seq <= self._queued_seq or (next_only and seq != self._queued_seq + 1):
+                return False
             try:
                 self._entries.put_nowait(item)
-                return
             except queue.Full:
                 await asyncio.sleep(0.002)
+                continue
+            self._queued_seq, self._queued_at = seq, time.monotonic()
+            return True
+        return False
+
+    async def _fill_from_leader(self, upto: int) -> None:
+        """Read the entries up to `upto` from the stream's leader, in order. This host's
+        consumer may sit on a replica of the stream that lags: Debian 12's nats-server
+        (2.9.10) was seen to keep one replica an entry behind until the next write
+        arrived, so in a quiet moment a write through that host was not applied there
+        (docs/replication.md)."""
+        first = self._queued_seq + 1
+        while self._queued_seq < upto and not self._stopping.is_set():
+            seq = self._queued_seq + 1
+            try:
+                message = await self._js.get_msg(self.settings.stream, seq)
+            except Exception as error:  # gone from the stream, or no leader: left to the consumer
+                log.debug("reading entry %d from the stream's leader: %s", seq, error)
+                return
+            await self._enqueue(seq, message.data, next_only=True)
+        if self._queued_seq >= first:
+            log.info(
+                "entries %d..%d read from the stream's leader: this host's consumer had not "
+                "delivered them",
+                first,
+                self._queued_seq,
+            )
 
     # ----------------------------------------------------------------- apply
     def _apply_forever(self) -> None:
@@ -281,7 +322,12 @@ class JetStreamLog:
                 retry_after=2,
             ) from None
         seq, replayed = ack.seq, bool(ack.duplicate)
-        if not self.engine.applied.wait_for(seq, self.settings.apply_wait_seconds):
+        wait = self.settings.apply_wait_seconds
+        applied = self.engine.applied.wait_for(seq, min(FILL_AFTER, wait))
+        if not applied:  # not delivered here yet: from the leader, then
+            self._call_soon(self._fill_from_leader(seq))
+            applied = self.engine.applied.wait_for(seq, max(wait - FILL_AFTER, 0))
+        if not applied:
             raise Unavailable(
                 f"the write is in the log (entry {seq}) but this host has not applied it within "
                 f"{self.settings.apply_wait_seconds:g} s (applied: {self.engine.applied.seq}); "
@@ -336,6 +382,12 @@ class JetStreamLog:
                 self.stream.seen_at, self.stream.error = time.monotonic(), ""
             if self.engine.applied.seq >= state.last_seq:
                 self._caught_up_at = time.monotonic()
+            elif (
+                state.last_seq > self._queued_seq
+                and self._entries.empty()
+                and time.monotonic() - self._queued_at >= FILL_AFTER
+            ):  # the consumer idle behind the head (_fill_from_leader)
+                await self._fill_from_leader(min(state.last_seq, self._queued_seq + QUEUED_ENTRIES))
         if self.reachable():
             self.stream.peers_answering = None  # (asked only when the stream is silent)
             return
