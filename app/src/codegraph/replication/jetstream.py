@@ -89,6 +89,7 @@ class JetStreamLog:
         self._entries: queue.Queue[tuple[int, float, dict[str, Any]]] = queue.Queue(QUEUED_ENTRIES)
         self._queued_seq = 0  # the last entry handed to the applier (NATS client thread)
         self._queued_at = time.monotonic()
+        self._filling = False  # entries being read from the leader (_fill_if_idle)
         self._stopping = threading.Event()
         self._nc: Any = None
         self._js: Any = None
@@ -213,21 +214,32 @@ class JetStreamLog:
             return True
         return False
 
+    async def _fill_if_idle(self, upto: int) -> None:
+        """Read the entries up to `upto` from the stream's leader when this host's consumer
+        has delivered nothing for FILL_AFTER and the applier is idle: that consumer may sit
+        on a replica of the stream that lags (Debian 12's nats-server, 2.9.10, was seen to
+        keep one an entry behind until the next write arrived, so in a quiet moment a write
+        through this host was not applied here: docs/replication.md). A host that is
+        catching up is left to its consumer; at most QUEUED_ENTRIES at a time."""
+        idle = self._entries.empty() and time.monotonic() - self._queued_at >= FILL_AFTER
+        if self._filling or not idle or upto <= self._queued_seq:
+            return
+        self._filling = True
+        try:
+            await self._fill_from_leader(min(upto, self._queued_seq + QUEUED_ENTRIES))
+        finally:
+            self._filling = False
+
     async def _fill_from_leader(self, upto: int) -> None:
-        """Read the entries up to `upto` from the stream's leader, in order. This host's
-        consumer may sit on a replica of the stream that lags: Debian 12's nats-server
-        (2.9.10) was seen to keep one replica an entry behind until the next write
-        arrived, so in a quiet moment a write through that host was not applied there
-        (docs/replication.md)."""
         first = self._queued_seq + 1
         while self._queued_seq < upto and not self._stopping.is_set():
             seq = self._queued_seq + 1
             try:
                 message = await self._js.get_msg(self.settings.stream, seq)
+                await self._enqueue(seq, message.data, next_only=True)
             except Exception as error:  # gone from the stream, or no leader: left to the consumer
                 log.debug("reading entry %d from the stream's leader: %s", seq, error)
                 return
-            await self._enqueue(seq, message.data, next_only=True)
         if self._queued_seq >= first:
             log.info(
                 "entries %d..%d read from the stream's leader: this host's consumer had not "
@@ -325,7 +337,7 @@ class JetStreamLog:
         wait = self.settings.apply_wait_seconds
         applied = self.engine.applied.wait_for(seq, min(FILL_AFTER, wait))
         if not applied:  # not delivered here yet: from the leader, then
-            self._call_soon(self._fill_from_leader(seq))
+            self._call_soon(self._fill_if_idle(seq))
             applied = self.engine.applied.wait_for(seq, max(wait - FILL_AFTER, 0))
         if not applied:
             raise Unavailable(
@@ -382,12 +394,8 @@ class JetStreamLog:
                 self.stream.seen_at, self.stream.error = time.monotonic(), ""
             if self.engine.applied.seq >= state.last_seq:
                 self._caught_up_at = time.monotonic()
-            elif (
-                state.last_seq > self._queued_seq
-                and self._entries.empty()
-                and time.monotonic() - self._queued_at >= FILL_AFTER
-            ):  # the consumer idle behind the head (_fill_from_leader)
-                await self._fill_from_leader(min(state.last_seq, self._queued_seq + QUEUED_ENTRIES))
+            else:
+                await self._fill_if_idle(state.last_seq)
         if self.reachable():
             self.stream.peers_answering = None  # (asked only when the stream is silent)
             return
