@@ -34,7 +34,14 @@ $(VENV)/.installed: requirements.txt app/pyproject.toml
 	@$(VENV)/bin/ansible-playbook --version >/dev/null
 	@touch $@
 
-venv: $(VENV)/.installed ## create the virtualenv with the pinned controller tools
+# This checkout is the collection codegraph.ops: linked where ansible.cfg's collections_path
+# finds it (the roles call its filters by full name), and ansible-lint finds the roles the
+# consumer example names codegraph.ops.*, not whatever ~/.ansible/collections holds.
+COLLECTION_LINK := .cache/collections/ansible_collections/codegraph/ops
+$(COLLECTION_LINK):
+	@mkdir -p $(dir $@) && ln -sfn $(CURDIR) $@
+
+venv: $(VENV)/.installed $(COLLECTION_LINK) ## the virtualenv with the pinned controller tools; the collection linked
 
 image: bootstrap ## build the Debian 12 and 13 systemd test-host images (once per recipe)
 	@molecule/image/build.sh 12 >/dev/null
@@ -45,13 +52,7 @@ release: venv ## build the release artifact (wheelhouse tarball + .sha256)
 
 # --- checks -----------------------------------------------------------------------
 .PHONY: lint docs test test-repo test-app test-molecule
-# The consumer example calls the roles as codegraph.ops.*: ansible-lint finds them in this
-# checkout through a link, not in whatever ~/.ansible/collections holds.
-COLLECTION_LINK := .cache/collections/ansible_collections/codegraph/ops
-$(COLLECTION_LINK):
-	@mkdir -p $(dir $@) && ln -sfn $(CURDIR) $@
-
-lint: venv bootstrap $(COLLECTION_LINK) ## yamllint, ansible-lint (production profile), ruff, shellcheck
+lint: venv bootstrap ## yamllint, ansible-lint (production profile), ruff, shellcheck
 	yamllint --strict .
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/collections ansible-lint --profile production --offline
 	ruff check app tests molecule scripts bench roles plugins

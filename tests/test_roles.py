@@ -44,6 +44,16 @@ def test_defaults_and_argument_specs_agree(role):
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda path: path.name)
+def test_role_vars_are_internal_names_only(role):
+    """Role vars beat the inventory: a public name there would silently ignore the
+    user's value (codegraph once kept codegraph_config_dir while codegraph_runbook
+    followed the inventory's)."""
+    for path in sorted((role / "vars").glob("*.yml")):
+        public = [name for name in _yaml(path) if not name.startswith("_")]
+        assert not public, f"{path.relative_to(TOP)} defines public names {public}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda path: path.name)
 def test_readme_lists_every_variable(role):
     """With its default: the table is generated from the specs, which match the defaults."""
     readme = (role / "README.md").read_text()
