@@ -15,8 +15,13 @@ version=${1:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$top/app/pyproject.toml")}
   echo "build-release: '$version' is not a version like 1.2.3" >&2
   exit 2
 }
-# Python of the hosts beside the controller's own (Debian 13's), binary wheels only
-other_pythons=(3.13)
+# The hosts' Pythons (Debian 12's 3.11, Debian 13's 3.13) other than the controller's own,
+# whose wheels pip builds or takes first: binary wheels only, downloaded for them.
+controller_python=$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+other_pythons=()
+for host_python in 3.11 3.13; do
+  [[ $host_python == "$controller_python" ]] || other_pythons+=("$host_python")
+done
 out=$top/artifacts
 artifact=$out/codegraph-$version.tar.gz
 # What the wheel is built from (tests, caches and build litter aside).

@@ -8,11 +8,13 @@ import re
 import subprocess
 import sys
 import tarfile
+from importlib.metadata import version
 from pathlib import Path
 
 import ansible
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 TOP = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -100,27 +102,36 @@ def test_installed_its_playbooks_run_by_their_full_names(installed, tmp_path):
         )
 
 
-def test_ansible_test_sanity_and_units_pass_for_the_modules(installed):
-    """ansible-test on the installed collection: its sanity tests for the modules, and
-    the modules' unit tests (tests/unit: against a real HAProxy)."""
+def test_ansible_test_sanity_and_units_pass_for_the_whole_collection(installed):
+    """ansible-test on the installed collection: every sanity test over every file, with
+    the ignore file of this ansible-core version; and the unit tests (tests/unit: the
+    module against a real HAProxy, the filters)."""
     root, env = installed
     _ansible_test_can_make_its_venvs()
-    modules = [str(path.relative_to(root)) for path in (root / "plugins/modules").glob("*.py")]
-    assert modules
-    _run(
-        str(BIN / "ansible-test"),
-        *("sanity", "--venv", "--python", PYTHON, *SANITY_TESTS, *modules),
-        cwd=root,
-        env=env,
-    )
+    _run(str(BIN / "ansible-test"), "sanity", "--venv", "--python", PYTHON, cwd=root, env=env)
     _run(str(BIN / "ansible-test"), "units", "--venv", "--python", PYTHON, cwd=root, env=env)
 
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-SANITY_TESTS = [
-    f"--test={name}"
-    for name in ("validate-modules", "compile", "import", "pep8", "pylint", "shebang", "yamllint")
-]
+
+
+def test_every_supported_ansible_core_has_an_ignore_file_whose_entries_say_why():
+    """From meta/runtime.yml's lowest ansible-core to the one pinned here; an entry without
+    its reason is refused (ansible-test takes what follows '#' as a comment)."""
+    lowest = yaml.safe_load((TOP / "meta/runtime.yml").read_text())["requires_ansible"]
+    low = tuple(int(n) for n in re.search(r">=\s*(\d+)\.(\d+)", lowest).groups())
+    pinned = re.search(r"^ansible-core==(\d+)\.(\d+)", REQUIREMENTS, re.M).groups()
+    high = tuple(int(n) for n in pinned)
+    assert low <= high, (lowest, pinned)
+    for minor in range(low[1], high[1] + 1):
+        ignore = TOP / f"tests/sanity/ignore-{low[0]}.{minor}.txt"
+        assert ignore.is_file(), f"{ignore.name} is missing"
+        for line in ignore.read_text().splitlines():
+            if line.strip():
+                assert re.match(r"^\S+ \S+ # \S", line), f"{ignore.name}: no reason: {line}"
+
+
+REQUIREMENTS = (TOP / "requirements.txt").read_text()
 
 
 def _ansible_test_can_make_its_venvs() -> None:
@@ -142,9 +153,33 @@ def _ansible_test_can_make_its_venvs() -> None:
     )
 
 
-def test_the_module_documentation_renders():
-    shown = _run(str(BIN / "ansible-doc"), "-M", str(TOP / "plugins/modules"), "haproxy_server")
-    assert "OPTIONS" in shown.stdout and "drained" in shown.stdout
+def test_the_plugin_documentation_renders(installed):
+    _, env = installed
+    module = _run(str(BIN / "ansible-doc"), f"{FQCN}.haproxy_server", env=env)
+    assert "OPTIONS" in module.stdout and "drained" in module.stdout
+    fleet = _run(str(BIN / "ansible-doc"), "-t", "filter", f"{FQCN}.fleet_address", env=env)
+    assert "codegraph_fleet_address" in fleet.stdout
+
+
+def test_antsibull_docs_lints_every_role_entry_point_and_plugin(installed):
+    root, env = installed
+    lint = ("lint-collection-docs", "--plugin-docs", ".")
+    _run(str(BIN / "antsibull-docs"), *lint, cwd=root, env=env)
+
+
+def test_the_controller_requirements_are_declared_for_execution_environments():
+    ee = yaml.safe_load((TOP / "meta/execution-environment.yml").read_text())
+    shipped = (TOP / ee["dependencies"]["python"]).read_text()
+    declared = {
+        Requirement(line).name: Requirement(line).specifier
+        for line in shipped.splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {"passlib", "bcrypt", "cryptography"} <= set(declared)  # password_hash, crypto
+    for name, wanted in declared.items():  # what this repository runs with satisfies them
+        assert wanted.contains(version(name)), f"{name} {version(name)} is not {wanted}"
+    for dependency, bound in GALAXY["dependencies"].items():
+        assert "<" in bound, f"{dependency}: no upper bound ({bound})"
 
 
 def test_the_changelog_is_consistent_and_at_the_collection_version():

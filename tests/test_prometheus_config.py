@@ -14,7 +14,7 @@ from playbook import LOCAL, TOP, run_play
 INVENTORY = {
     "all": {
         "hosts": {
-            name: {"ansible_host": address, **LOCAL}
+            name: {"codegraph_fleet_address": address, **LOCAL}
             for name, address in (("cg-app1", "10.0.0.11"), ("cg-ops", "10.0.0.10"))
         },
         "children": {

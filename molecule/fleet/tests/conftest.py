@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import testinfra
-from cg_molecule import INVENTORY, TOP
-from cg_molecule import playbook as run_playbook
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from consumer import PUBLISHED, STATE, TOP, api_key, run  # noqa: E402  (the operator's controller)
 
 APPS = ["cg-fleet-app1", "cg-fleet-app2", "cg-fleet-app3"]
-KEY_FILE = INVENTORY / ".secrets" / "api_key"
 SEEDED = [f"function:src/seed.py:handler_{i}" for i in range(200)]
 
 
 def host(name: str):
     return testinfra.get_host(f"podman://{name}")
-
-
-def api_key() -> str:
-    return KEY_FILE.read_text().strip()
 
 
 def api(name: str, method: str, path: str, body: dict | None = None, key: str | None = None):
@@ -40,8 +38,9 @@ def served_version(name: str) -> str:
 
 
 def playbook(name: str, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    """Run one of the project's playbooks against this scenario's inventory."""
-    return run_playbook(name, *args, secret=api_key(), timeout=timeout)
+    """Run a playbook of the installed collection against the operator's inventory, with
+    Mitogen (the tests' speed-up: docs/testing.md); the API key must not be printed."""
+    return run(name, *args, mitogen=True, timeout=timeout)
 
 
 def release_state() -> dict[str, tuple[str, str, str]]:
