@@ -64,7 +64,8 @@ def hosts() -> dict[str, str]:
 def _sh(*argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     if check and result.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        output = result.stdout[-3000:] + result.stderr[-3000:]
+        raise SystemExit(f"{' '.join(argv)} failed:\n{output}")
     return result
 
 
@@ -109,7 +110,7 @@ def _venv() -> Path:
     """The operator's virtualenv (kept between runs, made again when what it holds changes)."""
     if not (VENV / ".installed").exists():
         shutil.rmtree(VENV, ignore_errors=True)
-        _sh(sys.executable if not shutil.which("python3") else "python3", "-m", "venv", str(VENV))
+        _sh("python3", "-m", "venv", str(VENV))  # the machine's Python, as an operator's
         _sh(str(VENV / "bin/pip"), "install", "--quiet", _CORE,
             "-r", str(TOP / "meta/ee-requirements.txt"))  # fmt: skip
         (VENV / ".installed").touch()
@@ -125,8 +126,9 @@ def install_the_collection() -> None:
     import ansible  # the ansible package's copy of community.crypto (no Galaxy here)
 
     crypto = Path(ansible.__file__).parent.parent / "ansible_collections/community/crypto"
-    _sh(str(bin_dir / "ansible-galaxy"), "collection", "install", "--offline", "--force",
-        "-p", str(HOME / "collections"), str(tarball), str(crypto), cwd=HOME, env=_env())  # fmt: skip
+    into = ("-p", str(HOME / "collections"))
+    _sh(str(bin_dir / "ansible-galaxy"), "collection", "install", "--offline", "--force", *into,
+        str(tarball), str(crypto), cwd=HOME, env=_env())  # fmt: skip
 
 
 def _env(mitogen: bool = False) -> dict[str, str]:
@@ -191,8 +193,9 @@ def converge() -> None:
           f" its output in {log}")  # fmt: skip
     print(result.stdout[result.stdout.rfind("PLAY RECAP") :])
     if result.returncode != 0:
-        failed = [line for line in result.stdout.splitlines() if line.startswith(("fatal", "failed"))]
-        raise SystemExit("\n".join(failed[:20]) + "\n" + result.stdout[-4000:] + result.stderr[-2000:])
+        lines = result.stdout.splitlines()
+        failed = [line for line in lines if line.startswith(("fatal", "failed"))][:20]
+        raise SystemExit("\n".join([*failed, result.stdout[-4000:], result.stderr[-2000:]]))
 
 
 if __name__ == "__main__":

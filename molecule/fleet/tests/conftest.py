@@ -13,7 +13,7 @@ import pytest
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from consumer import PUBLISHED, STATE, TOP, api_key, run  # noqa: E402  (the operator's controller)
+from consumer import TOP, api_key, run  # the operator's controller
 
 APPS = ["cg-fleet-app1", "cg-fleet-app2", "cg-fleet-app3"]
 SEEDED = [f"function:src/seed.py:handler_{i}" for i in range(200)]

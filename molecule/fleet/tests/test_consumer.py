@@ -58,7 +58,8 @@ def test_the_fleet_talks_on_its_own_network():
         assert MANAGEMENT not in text, config
         for name in APPS:
             assert FLEET[name] in text, (config, name)
-    assert f"{FLEET['cg-fleet-ops']}:9100" in ops.file("/etc/prometheus/prometheus.yml").content_string
+    prometheus = ops.file("/etc/prometheus/prometheus.yml").content_string
+    assert f"{FLEET['cg-fleet-ops']}:9100" in prometheus  # its given codegraph_fleet_address
     for name in APPS:
         box = host(name)
         routes = box.check_output("grep nats-route /etc/nats-server.conf")

@@ -12,12 +12,16 @@ import tarfile
 import time
 from pathlib import Path
 
-from consumer import command, no_default_route_on_the_management_network, run
+from consumer import (
+    PUBLISHED,
+    STATE,
+    command,
+    no_default_route_on_the_management_network,
+    run,
+)
 
 from conftest import (
     APPS,
-    PUBLISHED,
-    STATE,
     TOP,
     api,
     api_key,
@@ -48,7 +52,14 @@ def lb_server(state: str, *options: str) -> dict:
     """The lb role's haproxy_server module on cg-fleet-app1, ad hoc; its result."""
     arguments = f"socket={ADMIN_SOCKET} backend=codegraph server=cg-fleet-app1 state={state}"
     argv, env = command(
-        "", "cg-fleet-ops", "-o", *options, "-m", "codegraph.ops.haproxy_server", "-a", arguments,
+        "",
+        "cg-fleet-ops",
+        "-o",
+        *options,
+        "-m",
+        "codegraph.ops.haproxy_server",
+        "-a",
+        arguments,
         tool="ansible",
     )
     result = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
@@ -353,9 +364,7 @@ def test_the_fleet_recovers_to_a_point_in_time_together():
     time.sleep(1)
     later = {"id": f"{prefix}later", "kind": "file", "name": "later"}
     api(APPS[0], "POST", "/nodes", {"nodes": [later]})
-    result = playbook(
-        "pitr", "-e", f"recovery_time='{moment}'", "-e", f"restore_source={APPS[1]}"
-    )
+    result = playbook("pitr", "-e", f"recovery_time='{moment}'", "-e", f"restore_source={APPS[1]}")
     assert result.returncode == 0, result.stdout[-5000:]
     converged()
     for name in APPS:
