@@ -9,13 +9,14 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import trustme
 
-from codegraph.replication.stream import StreamSpec, ensure_stream
+from codegraph.replication.stream import StreamSpec, connection_options, ensure_stream
 from codegraph.settings import parse_settings
 from conftest import API_KEY, Served, config_for, free_port, start_server
 
@@ -161,3 +162,32 @@ def start_replica(root: Path, cluster: NatsCluster, index: int, **sections: dict
     write_keys(root)
     replication = {**cluster.replication(index), **sections.pop("replication", {})}
     return start_server(root, tls=False, replication=replication, **sections)
+
+
+def on_the_stream(cluster: NatsCluster, root: Path, action) -> object:
+    """Run action(jetstream) with a connection of the fleet's own NATS user: what an
+    operator (or a fault) does to the stream behind the hosts' backs."""
+    import nats
+
+    write_keys(root)
+    settings = parse_settings(config_for(root, replication=cluster.replication(0)))
+
+    async def run() -> object:
+        connection = await nats.connect(**connection_options(settings))
+        try:
+            return await action(connection.jetstream())
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+def fresh_fleet(root: Path) -> Iterator[tuple[NatsCluster, list[Served]]]:
+    """A fresh cluster, its stream and three hosts, for a test that breaks them."""
+    cluster = NatsCluster.create(root / "nats")
+    create_stream(cluster, root / "admin")
+    hosts = [start_replica(root / f"app{index}", cluster, index) for index in range(3)]
+    yield cluster, hosts
+    for host in hosts:
+        host.stop(signal.SIGKILL)
+    cluster.close()

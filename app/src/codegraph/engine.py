@@ -233,17 +233,24 @@ class Engine:
         return Written(result, seq, replayed)
 
     def apply_locked(
-        self, seq: int, ts: float, mutation: dict[str, Any], *, log_refused: bool = False
+        self,
+        seq: int,
+        ts: float,
+        mutation: dict[str, Any],
+        *,
+        log_refused: bool = False,
+        position: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Apply log entry seq, stamped ts (the caller holds the write lock).
 
         Everything comes from the entry, nothing from this host, so every host that
         applies it computes the same state, or refuses it with the same error. The
         operation log gets the entry as it is (a replicated log's copy keeps the entries
-        every host refused too: log_refused).
+        every host refused too: log_refused). position: which log the entry came from,
+        recorded in the same batch (a replicated log's stream and entry id).
         """
         try:
-            plan = self.store.plan(self.resolve(mutation, self.store), ts, seq)
+            plan = self.store.plan(self.resolve(mutation, self.store), ts, seq, position)
         except CodeGraphError:
             if log_refused and seq > self.oplog.last_lsn:
                 self.oplog.append(ts, mutation, seq)
@@ -252,6 +259,8 @@ class Engine:
             self.oplog.append(ts, mutation, seq)
         self.store.commit(plan)
         self.writes += 1
+        if mutation["op"] == "patch":  # the record as this entry left it (under the lock)
+            return {**plan.result, "node": self.store.get_records([mutation["id"]])[0]}
         return plan.result
 
     def resolve(self, mutation: dict[str, Any], store: GraphStore) -> dict[str, Any]:
@@ -326,7 +335,10 @@ class Engine:
         """Change some fields of a node; the rest, its edges and its embedding stay.
         The answer is the node as this write left it."""
         written = self.submit({"op": "patch", "id": node_id, "changes": changes}, key)
-        return Written(self.get_node(node_id), written.seq, written.replayed)
+        # the record its own entry produced; a retry answered from an entry applied before
+        # this host's last restart has only the node as it is now
+        node = written.result.get("node") or self.get_node(node_id)
+        return Written(node, written.seq, written.replayed)
 
     def delete_node(self, node_id: str, key: str | None = None) -> Written:
         return self.submit({"op": "delete_nodes", "ids": [node_id]}, key)

@@ -30,6 +30,16 @@ class Unavailable(CodeGraphError):
         self.retry_after = retry_after
 
 
+class OutcomeUnknown(CodeGraphError):
+    """A write whose outcome this host cannot know (the log did not answer in time): it
+    may have been applied, or may be applied still. Safe to send again only with the
+    same Idempotency-Key."""
+
+    def __init__(self, message: str, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class DatabaseInUse(CodeGraphError):
     """Another process holds the data directory."""
 

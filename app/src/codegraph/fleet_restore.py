@@ -103,25 +103,33 @@ def prepare(
     return manifest
 
 
-def adopt(engine: Engine, seq: int, ts: float, entry: dict[str, Any]) -> dict[str, Any]:
-    """Apply an `adopt` entry: this host's state becomes the prepared backup's, at seq,
-    with writes still paused. The staged copy records seq and the pause before it is
-    swapped in, so a crash at any point either redoes the adoption or finds it done."""
+def adopt(
+    engine: Engine,
+    seq: int,
+    ts: float,
+    entry: dict[str, Any],
+    position: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Apply an `adopt` entry: this host's state becomes the prepared backup's, at seq
+    (and position: the log it came from), with writes still paused. The staged copy
+    records seq and the pause before it is swapped in, so a crash at any point either
+    redoes the adoption or finds it done. The entry counts as applied (a write waiting
+    for it is answered) only once the adopted state's digest is the prepared one's."""
     backup_id, digest = entry["backup_id"], entry["digest"]
     reason = f"the fleet adopted backup {backup_id}; resume with POST /replication/resume"
 
     def at_seq(staged: GraphStore) -> None:
-        staged.commit(staged.plan({"op": "pause_writes", "reason": reason}, ts, seq))
+        staged.commit(staged.plan({"op": "pause_writes", "reason": reason}, ts, seq, position))
 
     restore_from(engine, backup_id, ranges=[], open_from=None, target_ts=None, on_staged=at_seq)
     with engine.writing():
         if seq > engine.oplog.last_lsn:
             engine.oplog.append(ts, entry, seq)
-        engine.applied.reset(seq)
     state = engine.digest()
     if state["digest"] != digest:
         raise IntegrityError(
             f"backup {backup_id} restored here gives digest {state['digest']}, "
             f"not the {digest} it was prepared with"
         )
+    engine.applied.reset(seq)
     return {"adopted": backup_id, "digest": digest, "total_nodes": state["nodes"]}

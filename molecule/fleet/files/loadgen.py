@@ -6,8 +6,9 @@ limit), counting every outcome. Runs on the load balancer host, against its own 
 
 Readers ask for the seeded nodes, /stats, search and /health. Writers create nodes of
 their own (ids lg:<writer>:<n>), each write with an Idempotency-Key and retried with it
-while the answer is a 503 with Retry-After (the documented fast refusal) or the
-connection broke: a careful client. Every acknowledged write is recorded with its
+while the answer is a 503 or a 504 with Retry-After (the documented answers: not taken,
+or outcome unknown: send it again with the same key) or the connection broke: a careful
+client. Every acknowledged write is recorded with its
 sequence (OUT_FILE.acked: "id seq" lines), and read back at once with
 X-CodeGraph-Min-Seq through the load balancer (read your writes, on whichever host).
 
@@ -19,7 +20,7 @@ that fails again is a failure.
 
 The API key is re-read whenever KEY_FILE changes (a client switching keys during a
 rotation); each request records which key it used. OUT_FILE gets a JSON summary;
-a 503 with Retry-After is counted apart from failures.
+a 503 or 504 with Retry-After is counted apart from failures.
 """
 
 from __future__ import annotations
@@ -108,8 +109,8 @@ class Client:
             data = response.read()
             answer = {name.lower(): text for name, text in response.getheaders()}
             outcome: object = response.status
-            if outcome == 503 and "retry-after" in answer:
-                outcome = "503-retry-after"
+            if outcome in (503, 504) and "retry-after" in answer:
+                outcome = f"{outcome}-retry-after"  # to be sent again (with its key)
         except Exception as error:  # every failure counts, whatever its kind
             outcome = f"error:{type(error).__name__}"
             self.connection = None
@@ -151,7 +152,7 @@ def writer(client: Client, number: int, deadline: float, acked: list, lock: thre
                     "GET", f"/nodes/{ids[-1]}", headers={"X-CodeGraph-Min-Seq": str(seq)}
                 )
                 break
-            if outcome != "503-retry-after" and not str(outcome).startswith("error:"):
+            if not str(outcome).endswith("-retry-after") and not str(outcome).startswith("error:"):
                 break  # refused for good: counted as a failure
             time.sleep(0.5)
         batch += 1
@@ -183,7 +184,7 @@ def main() -> None:
     failures = [
         {"t": t, "outcome": str(o), "key": k, "path": p}
         for t, o, k, p in results
-        if o not in (200, "503-retry-after")
+        if o != 200 and not str(o).endswith("-retry-after")
     ]
     with open(out_file + ".acked", "w") as out:
         out.writelines(f"{node_id} {seq}\n" for node_id, seq in acked)
@@ -193,6 +194,7 @@ def main() -> None:
         "failures": failures[:200],
         "failure_count": len(failures),
         "retryable_503": by_outcome.get("503-retry-after", 0),
+        "unknown_504": by_outcome.get("504-retry-after", 0),
         "resent": sum(client.resent for client in clients),
         "acknowledged_writes": len(acked) // NODES_PER_WRITE,
         "max_seq": max((seq for _, seq in acked), default=0),

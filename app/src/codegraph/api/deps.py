@@ -1,6 +1,7 @@
 """What routers get from the application: the engine, a write's Idempotency-Key, and
 how a write's answer carries its place in the log."""
 
+import hashlib
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
@@ -15,12 +16,27 @@ def _engine(request: Request) -> Engine:
 EngineDep = Annotated[Engine, Depends(_engine)]
 
 
+def _idempotency_key(
+    request: Request,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$"
+        ),
+    ] = None,
+) -> str | None:
+    """The key, scoped to the API key that sent it: two clients with keys of their own
+    never collide on one Idempotency-Key. (A client that switches API keys during a
+    rotation sends a retry of an earlier write with the earlier API key.)"""
+    if key is None:
+        return None
+    bearer = request.headers.get("authorization", "").encode()
+    return f"{hashlib.sha256(bearer).hexdigest()[:16]}:{key}"
+
+
 # A client's key for a write it may retry: the same key within two minutes is the same
 # write (applied once; the retry gets the first one's answer), on any host of the fleet.
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$"),
-]
+IdempotencyKey = Annotated[str | None, Depends(_idempotency_key)]
 
 
 def answered(response: Response, written: Written) -> dict[str, Any]:

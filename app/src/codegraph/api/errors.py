@@ -18,6 +18,7 @@ STATUS = {
     errors.Conflict: 409,
     errors.TooLarge: 413,
     errors.Unavailable: 503,
+    errors.OutcomeUnknown: 504,
     errors.IntegrityError: 422,
     errors.DatabaseInUse: 503,
 }
@@ -58,12 +59,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.CodeGraphError)
     async def _known(request: Request, error: errors.CodeGraphError) -> JSONResponse:
         status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
-        headers = (
-            {"Retry-After": str(error.retry_after)}
-            if isinstance(error, errors.Unavailable)
-            else None
-        )
-        return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
+        retry_after = getattr(error, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        body = {"detail": str(error)}
+        if isinstance(error, errors.OutcomeUnknown):  # not "failed": it may be applied
+            body["outcome"] = "unknown"
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -33,12 +33,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import nats
-import orjson
+from nats.errors import MaxPayloadError, NoRespondersError
 from nats.js import api as js_api
+from nats.js.errors import APIError
 
 from codegraph import fleet_restore, metrics
-from codegraph.errors import CodeGraphError, Unavailable
-from codegraph.replication.applied import fingerprint
+from codegraph.errors import (
+    CodeGraphError,
+    InvalidInput,
+    OutcomeUnknown,
+    TooLarge,
+    Unavailable,
+)
+from codegraph.replication import entries
+from codegraph.replication.applied import NotThisEntry, fingerprint
 from codegraph.replication.stream import connection_options
 
 if TYPE_CHECKING:
@@ -51,6 +59,13 @@ QUEUED_ENTRIES = 64  # between the consumer and the applier (backpressure beyond
 # How long this host's consumer may leave it behind the stream's head, idle, before the
 # missing entries are read from the stream's leader instead (_fill_from_leader).
 FILL_AFTER = 1.0
+# A publish that times out is sent again with the same message id (JetStream keeps one
+# copy within its duplicate window), up to this many times before the write's outcome is
+# called unknown.
+PUBLISH_ATTEMPTS = 3
+# An entry that fails to apply for another reason than the data (which every host would
+# refuse alike) is tried again this many times, then the host stops applying and says why.
+APPLY_ATTEMPTS = 3
 
 
 @dataclass
@@ -62,6 +77,7 @@ class StreamState:
     messages: int = 0
     bytes: int = 0
     max_bytes: int = -1
+    max_msg_size: int = -1  # the largest entry it takes (bytes); -1: no limit of its own
     max_age_seconds: float = 0
     replicas: int = 0
     leader: str | None = None
@@ -86,7 +102,8 @@ class JetStreamLog:
         self._applier_thread = threading.Thread(
             target=self._apply_forever, name="log-applier", daemon=True
         )
-        self._entries: queue.Queue[tuple[int, float, dict[str, Any]]] = queue.Queue(QUEUED_ENTRIES)
+        # (sequence, message id, data): decoded and judged by the applier (entries.decode)
+        self._entries: queue.Queue[tuple[int, str | None, bytes]] = queue.Queue(QUEUED_ENTRIES)
         self._queued_seq = 0  # the last entry handed to the applier (NATS client thread)
         self._queued_at = time.monotonic()
         self._filling = False  # entries being read from the leader (_fill_if_idle)
@@ -98,6 +115,9 @@ class JetStreamLog:
         self._caught_up_at = time.monotonic()  # when applied last equalled the stream's head
         self.stalled = ""  # why this host cannot go on applying (needs a bootstrap)
         self.refused = 0
+        # the stream's identity (its creation time): this host's state follows one stream
+        self.identity: str | None = None
+        self._ahead_probes = 0  # probes in a row that saw the stream end before applied
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -166,9 +186,20 @@ class JetStreamLog:
     async def _follow(self) -> None:
         """Connect, then follow the stream from where this host is, and probe it."""
         await self._connect()
+        while not self._stopping.is_set():  # which stream, before following it
+            try:
+                self._check_stream(await self._js.stream_info(self.settings.stream), first=True)
+                break
+            except Exception as error:  # no stream yet, no quorum: try again
+                failure = error or type(error).__name__
+                self.stream.error = f"stream {self.settings.stream}: {failure}"
+                log.warning("replicated log: %s; retrying", self.stream.error)
+                await asyncio.sleep(1.0)
         start = self._start_seq()
         self._queued_seq = start - 1
         self._prober = asyncio.ensure_future(self._probe_forever())
+        if self.stalled:
+            return
         while not self._stopping.is_set():
             try:
                 self._subscription = await self._js.subscribe(
@@ -194,14 +225,49 @@ class JetStreamLog:
         logged = engine.oplog.last_lsn
         return (min(engine.applied.seq, logged) if logged else engine.applied.seq) + 1
 
-    async def _delivered(self, message: Any) -> None:
-        await self._enqueue(message.metadata.sequence.stream, message.data)
+    def _check_stream(self, info: Any, *, first: bool = False) -> None:
+        """This host's state follows one stream: the one it applied its entries from. A
+        stream created again (deleted, or lost) has another identity, and its sequences
+        start over; a stream that ends before this host's last applied entry lost entries
+        (a power loss of its servers). Either way this host stops, loudly, instead of
+        taking entries of another history as its next ones."""
+        created = info.created.isoformat() if info.created else ""
+        followed = self.engine.store.position.get("stream")
+        applied, last = self.engine.applied.seq, info.state.last_seq
+        if followed and created and followed != created:
+            self._stall(
+                f"this host's state follows stream {self.settings.stream} created {followed}; "
+                f"the stream now is one created {created}: it was created again, and its "
+                "entries are not the ones this host applied. Restore the fleet or bootstrap "
+                "this host (docs/replication.md, 'The stream was lost or created again')"
+            )
+        # a replica that answers for a moment with an older state is not proof: the stream
+        # must end before applied when the host starts, or on ten probes in a row
+        self._ahead_probes = self._ahead_probes + 1 if applied > last else 0
+        if applied > last and (first or self._ahead_probes >= 10):
+            self._stall(
+                f"this host applied entry {applied}, but stream {self.settings.stream} ends at "
+                f"entry {last}: the stream lost entries this host had (a power loss of its "
+                "servers?). Restore the fleet or bootstrap this host (docs/replication.md)"
+            )
+        self.identity = created or None
 
-    async def _enqueue(self, seq: int, data: bytes, *, next_only: bool = False) -> bool:
+    def _position(self, entry_id: str | None) -> dict[str, str] | None:
+        """What the store records with an applied entry: the stream, and the entry's id."""
+        if not self.identity:
+            return None
+        return {"stream": self.identity, "entry": entry_id or ""}
+
+    async def _delivered(self, message: Any) -> None:
+        entry_id = (message.headers or {}).get("Nats-Msg-Id")
+        await self._enqueue(message.metadata.sequence.stream, entry_id, message.data)
+
+    async def _enqueue(
+        self, seq: int, entry_id: str | None, data: bytes, *, next_only: bool = False
+    ) -> bool:
         """Hand an entry to the applier, once and in order: one the consumer and the leader
         both delivered goes on once. next_only: only if it is the next one (the leader's)."""
-        entry = orjson.loads(data)
-        item = (seq, entry["ts"], entry["m"], entry.get("f"))
+        item = (seq, entry_id, data)
         while not self._stopping.is_set():  # wait for room: the consumer's backpressure
             if seq <= self._queued_seq or (next_only and seq != self._queued_seq + 1):
                 return False
@@ -236,7 +302,8 @@ class JetStreamLog:
             seq = self._queued_seq + 1
             try:
                 message = await self._js.get_msg(self.settings.stream, seq)
-                await self._enqueue(seq, message.data, next_only=True)
+                entry_id = (message.headers or {}).get("Nats-Msg-Id")
+                await self._enqueue(seq, entry_id, message.data, next_only=True)
             except Exception as error:  # gone from the stream, or no leader: left to the consumer
                 log.debug("reading entry %d from the stream's leader: %s", seq, error)
                 return
@@ -252,19 +319,33 @@ class JetStreamLog:
     def _apply_forever(self) -> None:
         while not self._stopping.is_set():
             try:
-                seq, ts, mutation, asked = self._entries.get(timeout=0.2)
+                seq, entry_id, data = self._entries.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self._apply(seq, ts, mutation, asked)
+            try:
+                self._apply(seq, entry_id, data)
+            except Exception as error:  # never a silent end of applying: say why, stop
+                log.exception("applying entry %d", seq)
+                self._stall(f"entry {seq} could not be applied here: {error!r}")
 
-    def _apply(self, seq: int, ts: float, mutation: dict[str, Any], asked: str | None) -> None:
+    def _apply(self, seq: int, entry_id: str | None, data: bytes) -> None:
         """Apply one entry, or note the error every host refuses it with; retried (never
-        skipped) while the store is closed for a restore or fails unexpectedly. asked: the
-        fingerprint of a write sent with an Idempotency-Key."""
-        engine = self.engine
-        if mutation["op"] == "adopt" and seq == self._start_seq():
-            self._adopt(seq, ts, mutation)  # a restore: it takes the locks itself
+        skipped) while the store is closed for a restore. Anything else that fails is
+        tried APPLY_ATTEMPTS times, then this host stops applying and says why (/ready,
+        codegraph_replication_stalled): skipping it would put the host apart from the
+        fleet, and trying forever would hide it."""
+        if self.stalled:
             return
+        try:
+            entry = entries.decode(data)
+        except entries.NeedsNewerRelease as error:
+            self._stall(f"entry {seq}: {error}")
+            return
+        mutation = entry.mutation
+        if mutation is not None and mutation["op"] == "adopt" and seq == self._start_seq():
+            self._adopt(seq, entry, entry_id)  # a restore: it takes the locks itself
+            return
+        engine, failures = self.engine, 0
         while not self._stopping.is_set() and not self.stalled:
             try:
                 with engine.writing():
@@ -278,36 +359,50 @@ class JetStreamLog:
                         return
                     if seq <= engine.applied.seq:  # in the store already: the log's copy only
                         if seq > engine.oplog.last_lsn:
-                            engine.oplog.append(ts, mutation, seq)
+                            engine.oplog.append(entry.ts, mutation or _refused(entry), seq)
                         return
                     try:
-                        outcome = engine.apply_locked(seq, ts, mutation, log_refused=True)
+                        if entry.refusal is not None:  # not an entry: refused, logged as such
+                            if seq > engine.oplog.last_lsn:
+                                engine.oplog.append(entry.ts, _refused(entry), seq)
+                            raise entry.refusal
+                        outcome = engine.apply_locked(
+                            seq, entry.ts, mutation, log_refused=True,
+                            position=self._position(entry_id),
+                        )  # fmt: skip
                     except CodeGraphError as error:
                         outcome = error
                         self.refused += 1
                         metrics.REPLICATION_REFUSED.inc()
-                    engine.applied.record(seq, outcome, asked)
+                    engine.applied.record(seq, outcome, entry.fingerprint, entry_id)
                 engine.indexer.notify()
                 if seq >= self.stream.last_seq:
                     self._caught_up_at = time.monotonic()
                 return
             except Unavailable:
                 time.sleep(0.2)  # a restore has the store closed
-            except Exception:
-                log.exception("applying entry %d failed; trying it again", seq)
+            except Exception as error:
+                failures += 1
+                log.exception("applying entry %d failed (attempt %d)", seq, failures)
+                if failures >= APPLY_ATTEMPTS:
+                    self._stall(f"entry {seq} could not be applied here: {error!r}")
+                    return
                 time.sleep(1.0)
 
-    def _adopt(self, seq: int, ts: float, entry: dict[str, Any]) -> None:
+    def _adopt(self, seq: int, entry: entries.Entry, entry_id: str | None) -> None:
         """The fleet adopts a backup at this entry; a host that cannot stops here."""
+        mutation = entry.mutation or {}
         try:
-            outcome = fleet_restore.adopt(self.engine, seq, ts, entry)
-        except CodeGraphError as error:
+            outcome = fleet_restore.adopt(
+                self.engine, seq, entry.ts, mutation, self._position(entry_id)
+            )
+        except Exception as error:  # (a missing or damaged backup, a digest that differs)
             self._stall(
-                f"entry {seq} adopts backup {entry['backup_id']}, which failed here: {error}; "
-                "bootstrap this host (playbooks/add_host.yml)"
+                f"entry {seq} adopts backup {mutation.get('backup_id')}, which failed here: "
+                f"{error}; bootstrap this host (playbooks/add_host.yml)"
             )
             return
-        self.engine.applied.record(seq, outcome)
+        self.engine.applied.record(seq, outcome, None, entry_id)
         self.engine.indexer.notify()
 
     def _stall(self, reason: str) -> None:
@@ -316,23 +411,25 @@ class JetStreamLog:
 
     # ---------------------------------------------------------------- submit
     def submit(self, mutation: dict[str, Any], key: str | None) -> tuple[dict[str, Any], int, bool]:
+        """Publish the write, wait until this host has applied that very entry, answer
+        with what it gave. Every answer says the truth about the write: 200 for an entry
+        this host applied (or refused, with the error every host gives), 503 only when
+        the log did not take it (nothing is or will be applied), 504 when this host
+        cannot know (OutcomeUnknown: send it again with the same Idempotency-Key)."""
         if self.stalled:
             raise Unavailable(f"this host cannot apply the log: {self.stalled}", retry_after=30)
         asked = fingerprint(mutation) if key is not None else None
-        entry = {"ts": time.time(), "m": mutation} | ({"f": asked} if asked else {})
-        data = orjson.dumps(entry)
-        message_id = key or uuid.uuid4().hex
-        try:
-            ack = self._call_soon(self._publish(data, message_id)).result(
-                self.settings.publish_timeout_seconds + 1
+        data = entries.encode(mutation, time.time(), asked)
+        limits = (self.stream.max_msg_size, getattr(self._nc, "max_payload", 0) or 0)
+        limit = min((size for size in limits if size > 0), default=0)
+        if limit and len(data) > limit:
+            raise TooLarge(
+                f"this write is {len(data)} bytes as a log entry; the log takes entries of "
+                f"up to {limit} bytes (nats_max_payload). Nothing was applied: send it in "
+                "smaller batches"
             )
-        except Exception as error:
-            raise Unavailable(
-                "the replicated log did not take the write (no quorum, or unreachable: "
-                f"{error or type(error).__name__}); nothing was applied. Retry, with the same "
-                "Idempotency-Key if you sent one",
-                retry_after=2,
-            ) from None
+        entry_id = key or uuid.uuid4().hex
+        ack = self._publish_once(data, entry_id)
         seq, replayed = ack.seq, bool(ack.duplicate)
         wait = self.settings.apply_wait_seconds
         applied = self.engine.applied.wait_for(seq, min(FILL_AFTER, wait))
@@ -346,10 +443,74 @@ class JetStreamLog:
                 f"it will be: read it with X-CodeGraph-Min-Seq: {seq}",
                 retry_after=2,
             )
-        return self.engine.applied.outcome(seq, retry_of=asked if replayed else None), seq, replayed
+        if replayed and self.engine.applied.recorded(seq) is None:
+            self._check_retry_against_the_stream(seq, entry_id, asked)
+        try:
+            result = self.engine.applied.outcome(
+                seq, retry_of=asked if replayed else None, entry_id=entry_id
+            )
+        except NotThisEntry as error:
+            self._stall(
+                f"{error}: this host follows another history of the log than the stream "
+                "it writes to; restore the fleet or bootstrap this host (docs/replication.md)"
+            )
+            raise OutcomeUnknown(
+                f"the write is entry {seq} of the log, which this host did not apply (it "
+                "follows another history and stopped); send it again with the same "
+                "Idempotency-Key, through another host"
+            ) from None
+        return result, seq, replayed
+
+    def _check_retry_against_the_stream(self, seq: int, entry_id: str, asked: str | None) -> None:
+        """A retry whose first answer this host no longer keeps (a restart since, or
+        KEPT_OUTCOMES writes ago): the entry itself, read from the stream, says whether it
+        is this request's (its id and fingerprint), so another request under a used key is
+        refused as it would be within memory."""
+        try:
+            message = self._call_soon(self._js.get_msg(self.settings.stream, seq)).result(
+                self.settings.publish_timeout_seconds + 1
+            )
+        except Exception:  # gone from the stream, or no leader: as before, on what is kept
+            return
+        found = (message.headers or {}).get("Nats-Msg-Id")
+        recorded = entries.decode(message.data).fingerprint if found == entry_id else None
+        if found != entry_id or (asked is not None and recorded not in (None, asked)):
+            raise InvalidInput(
+                f"this Idempotency-Key was used for a different request (log entry {seq}); "
+                "use a new key for a new request"
+            )
+
+    def _publish_once(self, data: bytes, entry_id: str) -> Any:
+        """Put the entry into the stream, under its id: a publish that times out is sent
+        again with the same id (the stream keeps one copy within its duplicate window).
+        Its acknowledgement; or Unavailable when the log certainly did not take it; or
+        OutcomeUnknown when it may have (an unanswered publish can still be stored)."""
+        timeout = self.settings.publish_timeout_seconds
+        uncertain = ""
+        for _ in range(PUBLISH_ATTEMPTS):
+            try:
+                return self._call_soon(self._publish(data, entry_id)).result(timeout + 1)
+            except (ConnectionError, NoRespondersError, MaxPayloadError, APIError) as error:
+                # not sent (not connected), no stream answering, or refused by the stream
+                failure = f"{error or type(error).__name__}"
+                if not uncertain:
+                    raise Unavailable(
+                        f"the replicated log did not take the write (no quorum, or "
+                        f"unreachable: {failure}); nothing was applied. Retry, with the same "
+                        "Idempotency-Key if you sent one",
+                        retry_after=2,
+                    ) from None
+            except Exception as error:  # timed out, or the connection went mid-way
+                uncertain = f"{error or type(error).__name__}"
+                log.warning("publishing entry %s: %s; sending it again", entry_id, uncertain)
+        raise OutcomeUnknown(
+            f"the replicated log did not answer ({uncertain}): this write may have been "
+            "taken, and applied, or may be still. Send it again with the same "
+            "Idempotency-Key (a write sent with none cannot be told apart)"
+        )
 
     async def _publish(self, data: bytes, message_id: str) -> Any:
-        if self._js is None or not self._nc.is_connected:
+        if self._js is None or not self._nc.is_connected:  # (checked here: nothing is sent)
             raise ConnectionError("not connected")
         return await self._js.publish(
             self.settings.subject,
@@ -375,6 +536,8 @@ class JetStreamLog:
             self.stream.last_seq, self.stream.first_seq = state.last_seq, state.first_seq
             self.stream.messages, self.stream.bytes = state.messages, state.bytes
             self.stream.max_bytes = config.max_bytes or -1
+            self.stream.max_msg_size = config.max_msg_size or -1
+            self._check_stream(info)
             self.stream.max_age_seconds = config.max_age or 0
             self.stream.replicas = config.num_replicas or 1
             self.stream.leader = cluster.leader if cluster else None
@@ -472,3 +635,8 @@ async def _answers(server: str, timeout: float = 1.0) -> bool:
         return False
     writer.close()
     return True
+
+
+def _refused(entry: entries.Entry) -> dict[str, Any]:
+    """How the operation log keeps an entry that was not one: refused again on replay."""
+    return {"op": "refused", "why": str(entry.refusal)}

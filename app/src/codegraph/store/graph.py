@@ -58,6 +58,9 @@ NODE_FIELDS = (
 _COUNTERS = ("nodes_total", "edges_total", "vq_seq", "applied_seq")
 _U64 = struct.Struct(">Q")
 _PAUSED = b"m:writes_paused"  # a fleet-wide pause (codegraph.replication): its reason
+# Which log this state follows (codegraph.replication): the stream's identity and the id
+# of the last entry applied, written in the batch that records applied_seq.
+_POSITION = b"m:log_position"
 SCAN_LIMIT = 100_000  # entries one list/search request may examine
 
 
@@ -123,6 +126,7 @@ class Plan:
     counters: dict[str, int]
     result: dict[str, Any] = field(default_factory=dict)
     paused: str | None = None  # a pause or resume of writes: the new reason ("" resumed)
+    position: dict[str, str] | None = None  # the log position it records (log_position)
     operations: dict[str, list[tuple[bytes, bytes | None]]] = field(default_factory=dict)
 
     def put(self, family: str, key: bytes, value: bytes) -> None:
@@ -165,6 +169,8 @@ class GraphStore:
         self._write_options.sync = sync
         self.counters = {name: self._read_counter(name) for name in _COUNTERS}
         self.paused = (self.db.get(_PAUSED) or b"").decode()  # why writes are paused, or ""
+        # {"stream": its identity, "entry": the last applied entry's id}; {} before any
+        self.position: dict[str, str] = orjson.loads(self.db.get(_POSITION) or b"{}")
 
     def _read_counter(self, name: str) -> int:
         raw = self.db.get(b"m:" + name.encode())
@@ -297,11 +303,21 @@ class GraphStore:
         self.db.delete_range(b"q", b"q" + _U64.pack(up_to_seq + 1))
 
     # ---------------------------------------------------------------- writes
-    def plan(self, mutation: dict[str, Any], ts: float, seq: int | None = None) -> Plan:
-        """The batch for mutation, stamped ts; with seq, it records that entry as applied."""
+    def plan(
+        self,
+        mutation: dict[str, Any],
+        ts: float,
+        seq: int | None = None,
+        position: dict[str, str] | None = None,
+    ) -> Plan:
+        """The batch for mutation, stamped ts; with seq, it records that entry as applied,
+        and with position, which log it came from (the same batch)."""
         plan = Plan(dict(self.counters))
         if seq is not None:
             plan.counters["applied_seq"] = seq
+        if position is not None:
+            plan.position = position
+            plan.put("default", _POSITION, orjson.dumps(position))
         operation = mutation["op"]
         if operation in ("pause_writes", "resume_writes"):
             self._plan_pause(plan, mutation)
@@ -313,8 +329,8 @@ class GraphStore:
             self._plan_delete_nodes(plan, mutation["ids"])
         elif operation == "delete_edges":
             self._plan_delete_edges(plan, mutation["edges"])
-        else:
-            raise ValueError(f"unknown mutation {operation!r}")
+        else:  # (a log entry every host refused, kept in the operation log as such)
+            raise InvalidInput(mutation.get("why") or f"unknown operation {operation!r}")
         for name in _COUNTERS:
             if plan.counters[name] != self.counters[name]:
                 plan.put("default", b"m:" + name.encode(), _U64.pack(plan.counters[name]))
@@ -325,6 +341,8 @@ class GraphStore:
         self.counters = plan.counters
         if plan.paused is not None:
             self.paused = plan.paused
+        if plan.position is not None:
+            self.position = plan.position
 
     def _plan_pause(self, plan: Plan, mutation: dict[str, Any]) -> None:
         """Writes paused (with a reason) or resumed, fleet-wide: part of the state."""
