@@ -20,9 +20,7 @@ def _idempotency_key(
     request: Request,
     key: Annotated[
         str | None,
-        Header(
-            alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$"
-        ),
+        Header(alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$"),
     ] = None,
 ) -> str | None:
     """The key, scoped to the API key that sent it: two clients with keys of their own
