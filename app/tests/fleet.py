@@ -151,7 +151,7 @@ def create_stream(cluster: NatsCluster, root: Path, replicas: int = 3) -> dict:
     deadline = time.monotonic() + 30
     while True:  # the cluster elects its JetStream leader first
         try:
-            return asyncio.run(ensure_stream(settings, spec, check=False))
+            return asyncio.run(ensure_stream(settings, spec, check=False, create=True))
         except Exception:
             assert time.monotonic() < deadline, "the stream could not be created"
             time.sleep(0.5)

@@ -6,8 +6,11 @@ host cannot apply stops it, loudly, instead of stopping the fleet or being skipp
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -18,6 +21,7 @@ from test_replication import _converged
 from conftest import Served, node
 
 pytestmark = pytest.mark.slow
+ADMIN = str(Path(sys.executable).with_name("codegraph-admin"))
 
 
 @pytest.fixture
@@ -240,3 +244,49 @@ def test_a_write_larger_than_the_log_takes_is_refused_with_413_before_it_is_sent
         assert large.status_code == 413 and "Nothing was applied" in large.text, large.text
         assert http.post("/nodes", json={"nodes": [node("small")]}).status_code == 200
         assert http.get("/nodes/large").status_code == 404
+
+
+def test_a_lost_stream_is_made_anew_only_when_asked_and_the_fleet_goes_on_after_forget_stream(
+    fleet, tmp_path
+):
+    """The procedure of docs/replication.md, 'The stream was lost or created again': the
+    converge's `codegraph-admin stream` does not quietly create a missing stream; created
+    on purpose, the hosts stop; each host, stopped, forgets the old stream and follows the
+    new one from its first entry, on top of its data."""
+    cluster, hosts = fleet
+    with hosts[0].client() as http:
+        assert http.post("/nodes", json={"nodes": [node("kept")]}).status_code == 200
+    _converged(hosts)
+
+    async def delete(js):
+        await js.delete_stream("CODEGRAPH")
+
+    on_the_stream(cluster, tmp_path / "admin", delete)
+    stream = [ADMIN, "--config", str(hosts[0].config_path), "stream", "--replicas", "3"]
+    stream += ["--max-age-seconds", "3600", "--max-bytes", str(1 << 30)]
+    stream += ["--max-msg-size", str(64 << 20), "--apply"]
+    refused = subprocess.run(stream, capture_output=True, text=True, check=False)
+    assert refused.returncode == 4 and "does not exist" in refused.stderr, refused.stderr
+    made = subprocess.run([*stream, "--create"], capture_output=True, text=True, check=False)
+    assert made.returncode == 0 and '"action": "create"' in made.stdout, made.stderr
+    for host in hosts:
+        _stopped_saying(host, "created again")
+    for index, host in enumerate(hosts):
+        host.stop()
+        forgot = subprocess.run(
+            [ADMIN, "--config", str(host.config_path), "forget-stream"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert forgot.returncode == 0, forgot.stderr
+        hosts[index] = start_replica(host.root, cluster, index)
+    with hosts[1].client() as http:
+        answer = http.post("/nodes", json={"nodes": [node("new")]})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-codegraph-seq"] == "1"  # the new stream's first entry
+    state = _converged(hosts)
+    assert state["applied_seq"] == 1
+    for host in hosts:
+        with host.client() as http:
+            assert http.get("/nodes/kept").status_code == http.get("/nodes/new").status_code == 200

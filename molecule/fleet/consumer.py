@@ -176,7 +176,7 @@ def recap(output: str) -> dict[str, dict[str, int]]:
 
 
 def converge() -> None:
-    """The first deploy of a new fleet: its CA made once (fleet_ca_create)."""
+    """The first deploy of a new fleet: its CA and its stream made once."""
     install_the_collection()
     release = INVENTORY / "group_vars/all/release.yml"
     release.write_text(
@@ -186,7 +186,7 @@ def converge() -> None:
         )
     )
     started = time.monotonic()
-    result = run("site", "-e", "fleet_ca_create=true")
+    result = run("site", "-e", "fleet_ca_create=true", "-e", "codegraph_stream_create=true")
     log = HOME / "converge.log"
     log.write_text(result.stdout + result.stderr)
     print(f"codegraph.ops.site from the installed collection: {time.monotonic() - started:.0f} s,"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,7 +21,7 @@ from codegraph.cli import base_parser, settings_or_none
 from codegraph.engine import Engine
 from codegraph.errors import CodeGraphError, DatabaseInUse
 from codegraph.logs import setup_logging
-from codegraph.replication.stream import StreamSpec, ensure_stream
+from codegraph.replication.stream import StreamMissing, StreamSpec, ensure_stream
 from codegraph.settings import Settings
 
 
@@ -82,10 +84,31 @@ def _stream(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     spec = StreamSpec(args.replicas, args.max_age_seconds, args.max_bytes, args.max_msg_size)
     try:
-        _print(asyncio.run(ensure_stream(settings, spec, check=args.check)))
+        _print(asyncio.run(ensure_stream(settings, spec, check=args.check, create=args.create)))
+    except StreamMissing as error:
+        print(f"codegraph-admin stream: {error}", file=sys.stderr)
+        return 4
     except Exception as error:  # unreachable, no quorum, refused: say which
         print(f"codegraph-admin stream: {error or type(error).__name__}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _forget_stream(engine: Engine, args: argparse.Namespace) -> int:
+    """This host's state becomes the start of the stream as it is now: after the stream
+    was lost or created again (docs/replication.md), on every host whose state the fleet
+    keeps. It records no stream and no applied entry, so the host applies the stream from
+    its first entry on top of its data; its operation log, numbered by the old stream's
+    sequences, is set aside (point-in-time recovery starts again from here)."""
+    store = engine.store
+    before = {"applied_seq": store.counters["applied_seq"], **store.position}
+    store.forget_position()
+    engine.oplog.close()
+    aside = Path(engine.settings.oplog.path)
+    kept = aside.with_name(f"{aside.name}.before-{time.strftime('%Y%m%dT%H%M%S')}")
+    if aside.is_dir():
+        aside.rename(kept)
+    _print({"forgotten": before, "oplog_kept_at": str(kept)})
     return 0
 
 
@@ -102,6 +125,10 @@ COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
     "restore": (_restore, "restore a backup (verified first; the replaced data is kept aside)"),
     "verify": (_verify, "integrity check of the database, or --backup ID to verify a backup"),
     "stream": (_stream, "create the fleet's replicated stream, or reconcile its configuration"),
+    "forget-stream": (
+        _forget_stream,
+        "make this host's state the start of the stream as it is now (after it was lost)",
+    ),
 }
 
 
@@ -124,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
             mode = sub.add_mutually_exclusive_group(required=True)
             mode.add_argument("--check", action="store_true", help="say what would change")
             mode.add_argument("--apply", action="store_true", help="create or change it")
+            create = sub.add_mutually_exclusive_group()
+            create.add_argument(
+                "--create", action="store_true", help="create it if missing (a new fleet)"
+            )
+            create.add_argument(
+                "--no-create", dest="create", action="store_false", help="(the default)"
+            )
     args = parser.parse_args(argv)
     if args.command == "check-config" and args.file:
         args.config = args.file

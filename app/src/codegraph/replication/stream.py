@@ -73,8 +73,17 @@ def _differences(current: js_api.StreamConfig, wanted: js_api.StreamConfig) -> d
     }
 
 
-async def ensure_stream(settings: Settings, spec: StreamSpec, *, check: bool) -> dict[str, Any]:
-    """Create the stream, or update it to spec; with check, only say what would change."""
+class StreamMissing(Exception):
+    """The stream does not exist, and creating it was not asked for."""
+
+
+async def ensure_stream(
+    settings: Settings, spec: StreamSpec, *, check: bool, create: bool = False
+) -> dict[str, Any]:
+    """Update the stream to spec; with check, only say what would change. A missing stream
+    is created only with create: a new fleet's first deploy. A stream lost from a running
+    fleet is not quietly made anew (its hosts would take its entries as the next ones of
+    the old one): docs/replication.md, 'The stream was lost or created again'."""
     replication = settings.replication
     wanted = spec.config(replication.stream, replication.subject)
     connection = await nats.connect(**connection_options(settings), max_reconnect_attempts=2)
@@ -83,6 +92,12 @@ async def ensure_stream(settings: Settings, spec: StreamSpec, *, check: bool) ->
         try:
             current = (await js.stream_info(replication.stream)).config
         except NotFoundError:
+            if not create:
+                raise StreamMissing(
+                    f"stream {replication.stream} does not exist. A new fleet's first deploy "
+                    "creates it (codegraph_stream_create=true); a stream lost from a running "
+                    "fleet is created again only by the procedure in docs/replication.md"
+                ) from None
             if not check:
                 await js.add_stream(wanted)
             return {

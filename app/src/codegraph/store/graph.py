@@ -354,6 +354,14 @@ class GraphStore:
             plan.delete("default", _PAUSED)
         plan.result = {"writes": "paused" if plan.paused else "resumed"}
 
+    def forget_position(self) -> None:
+        """No log followed and no entry applied (codegraph-admin forget-stream)."""
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        batch.delete(_POSITION)
+        batch.put(b"m:applied_seq", _U64.pack(0))
+        self.db.write(batch, self._write_options)
+        self.position, self.counters = {}, {**self.counters, "applied_seq": 0}
+
     def set_counters(self, **exact: int) -> bool:
         """Overwrite counters with recounted values; True if any had drifted."""
         drifted = {name: value for name, value in exact.items() if self.counters[name] != value}
