@@ -26,7 +26,8 @@ help: ## list the targets
 bootstrap: ## install the Debian packages and podman settings the controller needs
 	@scripts/bootstrap-host.sh
 
-$(VENV)/.installed: requirements.txt app/pyproject.toml
+# (after bootstrap: a package of the tests, hnswlib, builds from source with its g++)
+$(VENV)/.installed: requirements.txt app/pyproject.toml | bootstrap
 	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 	@echo "venv: installing requirements.txt"

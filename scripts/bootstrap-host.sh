@@ -11,6 +11,7 @@ packages=(
   nats-server                                 # a real JetStream cluster for the app's tests
   haproxy                                     # a real HAProxy for the haproxy_server module's tests
   sudo                                        # become on localhost: Mitogen runs sudo even as root
+  g++ python3-dev                             # hnswlib (the tests' reference index) builds from source
 )
 missing=()
 for package in "${packages[@]}"; do
