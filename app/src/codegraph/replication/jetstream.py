@@ -489,7 +489,13 @@ class JetStreamLog:
         uncertain = ""
         for _ in range(PUBLISH_ATTEMPTS):
             try:
-                return self._call_soon(self._publish(data, entry_id)).result(timeout + 1)
+                ack = self._call_soon(self._publish(data, entry_id)).result(timeout + 1)
+                if ack.seq and ack.seq > 0:
+                    return ack
+                # nats-server 2.10 answers a publish whose id it holds in a proposal not
+                # yet committed (the first one, without quorum) as a duplicate of entry 0
+                uncertain = "the log holds this entry's id, not yet stored"
+                time.sleep(0.5)
             except (ConnectionError, NoRespondersError, MaxPayloadError, APIError) as error:
                 # not sent (not connected), no stream answering, or refused by the stream
                 failure = f"{error or type(error).__name__}"
