@@ -3,6 +3,7 @@ build` packs, and that its playbooks run by their full names once it is installe
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -83,6 +84,26 @@ def installed(built, tmp_path_factory) -> tuple[Path, dict]:
     root = collections / "ansible_collections" / FQCN.replace(".", "/")
     assert (root / "MANIFEST.json").is_file()
     return root, env
+
+
+def test_installed_from_a_git_checkout_it_is_the_built_collection(built, tmp_path):
+    """`ansible-galaxy collection install git+file://...` (this checkout's HEAD) installs
+    the same files as the tarball: what galaxy.yml's build_ignore keeps out stays out."""
+    _run(
+        str(BIN / "ansible-galaxy"),
+        *("collection", "install", "--offline", "--no-deps", "-p", str(tmp_path)),
+        f"git+file://{TOP}",
+        cwd=tmp_path,
+    )
+    root = tmp_path / "ansible_collections" / FQCN.replace(".", "/")
+    installed = {entry["name"] for entry in _files(root / "FILES.json")}
+    with tarfile.open(built) as tar:
+        packed = {entry["name"] for entry in json.load(tar.extractfile("FILES.json"))["files"]}
+    assert installed == packed, sorted(installed ^ packed)[:20]
+
+
+def _files(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["files"]
 
 
 def test_installed_its_playbooks_run_by_their_full_names(installed, tmp_path):
