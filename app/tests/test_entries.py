@@ -14,12 +14,7 @@ from codegraph.replication.entries import OPERATIONS, NeedsNewerRelease, decode,
 def test_a_write_comes_back_as_it_went_in():
     mutation = {"op": "upsert", "nodes": [{"id": "a", "kind": "class", "name": "A"}], "edges": []}
     entry = decode(encode(mutation, 12.5, "f" * 64))
-    assert (entry.ts, entry.mutation, entry.fingerprint, entry.refusal) == (
-        12.5,
-        mutation,
-        "f" * 64,
-        None,
-    )
+    assert (entry.ts, entry.mutation, entry.fingerprint) == (12.5, mutation, "f" * 64)
     assert orjson.loads(encode(mutation, 1.0, None))["r"] == __version__  # who published it
 
 
@@ -28,10 +23,11 @@ def test_a_write_comes_back_as_it_went_in():
     [b"\xff not json", b"[1, 2]", b'{"ts": 1}', b'{"ts": 1, "m": {"nodes": []}}', b"{}"],
     ids=["bytes", "a list", "no operation", "no op name", "empty"],
 )
-def test_what_is_not_an_entry_is_refused_not_skipped(data):
+def test_what_is_not_an_entry_is_refused_not_skipped(data, engine):
     entry = decode(data)
-    assert entry.mutation is None
-    assert isinstance(entry.refusal, InvalidInput) and "entry refused" in str(entry.refusal)
+    assert entry.mutation["op"] == "refused" and "entry refused" in entry.mutation["why"]
+    with pytest.raises(InvalidInput, match="entry refused"):  # what every host's store says
+        engine.store.plan(entry.mutation, entry.ts, 1)
 
 
 def test_an_operation_of_a_newer_release_asks_for_that_release():

@@ -90,10 +90,15 @@ class Applied:
         if entry_id is not None and kept is not None and kept.entry_id not in (None, entry_id):
             raise NotThisEntry(f"entry {seq} applied here is {kept.entry_id}, not {entry_id}")
         if retry_of is not None and recorded is not None and recorded != retry_of:
-            raise InvalidInput(
-                f"this Idempotency-Key was used for a different request (log entry {seq}); "
-                "use a new key for a new request"
-            )
+            raise key_used_for_another_request(seq)
         if isinstance(found, CodeGraphError):
             raise found
         return found if found is not None else {"seq": seq, "note": "applied earlier"}
+
+
+def key_used_for_another_request(seq: int) -> InvalidInput:
+    """The refusal of a request whose Idempotency-Key went with another one (entry seq)."""
+    return InvalidInput(
+        f"this Idempotency-Key was used for a different request (log entry {seq}); "
+        "use a new key for a new request"
+    )

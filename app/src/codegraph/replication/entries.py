@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 
 from codegraph import __version__
-from codegraph.errors import InvalidInput
 
 # What this release applies. A new operation is added here and in the store's plan; a
 # host of an older release that reads it stops (NeedsNewerRelease) instead of guessing.
@@ -36,9 +35,10 @@ class NeedsNewerRelease(Exception):
 @dataclass(frozen=True)
 class Entry:
     ts: float  # when the publishing host took the write (its clock)
-    mutation: dict[str, Any] | None  # None: refused (refusal says why)
+    # what to apply; for what is not an entry, {"op": "refused", "why": ...}, which the
+    # store refuses (InvalidInput) and the operation log keeps as such
+    mutation: dict[str, Any]
     fingerprint: str | None = None  # of a write sent with an Idempotency-Key
-    refusal: InvalidInput | None = None
 
 
 def encode(mutation: dict[str, Any], ts: float, fingerprint: str | None) -> bytes:
@@ -75,4 +75,4 @@ def decode(data: bytes) -> Entry:
 
 
 def _refused(ts: float, why: str) -> Entry:
-    return Entry(ts, None, None, InvalidInput(f"entry refused: {why}"))
+    return Entry(ts, {"op": "refused", "why": f"entry refused: {why}"})

@@ -38,15 +38,9 @@ from nats.js import api as js_api
 from nats.js.errors import APIError
 
 from codegraph import fleet_restore, metrics
-from codegraph.errors import (
-    CodeGraphError,
-    InvalidInput,
-    OutcomeUnknown,
-    TooLarge,
-    Unavailable,
-)
+from codegraph.errors import CodeGraphError, OutcomeUnknown, TooLarge, Unavailable
 from codegraph.replication import entries
-from codegraph.replication.applied import NotThisEntry, fingerprint
+from codegraph.replication.applied import NotThisEntry, fingerprint, key_used_for_another_request
 from codegraph.replication.stream import connection_options
 
 if TYPE_CHECKING:
@@ -259,8 +253,7 @@ class JetStreamLog:
         return {"stream": self.identity, "entry": entry_id or ""}
 
     async def _delivered(self, message: Any) -> None:
-        entry_id = (message.headers or {}).get("Nats-Msg-Id")
-        await self._enqueue(message.metadata.sequence.stream, entry_id, message.data)
+        await self._enqueue(message.metadata.sequence.stream, _entry_id(message), message.data)
 
     async def _enqueue(
         self, seq: int, entry_id: str | None, data: bytes, *, next_only: bool = False
@@ -302,8 +295,7 @@ class JetStreamLog:
             seq = self._queued_seq + 1
             try:
                 message = await self._js.get_msg(self.settings.stream, seq)
-                entry_id = (message.headers or {}).get("Nats-Msg-Id")
-                await self._enqueue(seq, entry_id, message.data, next_only=True)
+                await self._enqueue(seq, _entry_id(message), message.data, next_only=True)
             except Exception as error:  # gone from the stream, or no leader: left to the consumer
                 log.debug("reading entry %d from the stream's leader: %s", seq, error)
                 return
@@ -342,7 +334,7 @@ class JetStreamLog:
             self._stall(f"entry {seq}: {error}")
             return
         mutation = entry.mutation
-        if mutation is not None and mutation["op"] == "adopt" and seq == self._start_seq():
+        if mutation["op"] == "adopt" and seq == self._start_seq():
             self._adopt(seq, entry, entry_id)  # a restore: it takes the locks itself
             return
         engine, failures = self.engine, 0
@@ -359,13 +351,9 @@ class JetStreamLog:
                         return
                     if seq <= engine.applied.seq:  # in the store already: the log's copy only
                         if seq > engine.oplog.last_lsn:
-                            engine.oplog.append(entry.ts, mutation or _refused(entry), seq)
+                            engine.oplog.append(entry.ts, mutation, seq)
                         return
                     try:
-                        if entry.refusal is not None:  # not an entry: refused, logged as such
-                            if seq > engine.oplog.last_lsn:
-                                engine.oplog.append(entry.ts, _refused(entry), seq)
-                            raise entry.refusal
                         outcome = engine.apply_locked(
                             seq, entry.ts, mutation, log_refused=True,
                             position=self._position(entry_id),
@@ -391,7 +379,7 @@ class JetStreamLog:
 
     def _adopt(self, seq: int, entry: entries.Entry, entry_id: str | None) -> None:
         """The fleet adopts a backup at this entry; a host that cannot stops here."""
-        mutation = entry.mutation or {}
+        mutation = entry.mutation
         try:
             outcome = fleet_restore.adopt(
                 self.engine, seq, entry.ts, mutation, self._position(entry_id)
@@ -472,13 +460,10 @@ class JetStreamLog:
             )
         except Exception:  # gone from the stream, or no leader: as before, on what is kept
             return
-        found = (message.headers or {}).get("Nats-Msg-Id")
+        found = _entry_id(message)
         recorded = entries.decode(message.data).fingerprint if found == entry_id else None
         if found != entry_id or (asked is not None and recorded not in (None, asked)):
-            raise InvalidInput(
-                f"this Idempotency-Key was used for a different request (log entry {seq}); "
-                "use a new key for a new request"
-            )
+            raise key_used_for_another_request(seq)
 
     def _publish_once(self, data: bytes, entry_id: str) -> Any:
         """Put the entry into the stream, under its id: a publish that times out is sent
@@ -643,6 +628,7 @@ async def _answers(server: str, timeout: float = 1.0) -> bool:
     return True
 
 
-def _refused(entry: entries.Entry) -> dict[str, Any]:
-    """How the operation log keeps an entry that was not one: refused again on replay."""
-    return {"op": "refused", "why": str(entry.refusal)}
+def _entry_id(message: Any) -> str | None:
+    """The id an entry was published with (its Nats-Msg-Id), from a delivered message or
+    one read from the stream."""
+    return (message.headers or {}).get("Nats-Msg-Id")

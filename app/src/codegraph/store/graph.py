@@ -319,6 +319,8 @@ class GraphStore:
             plan.position = position
             plan.put("default", _POSITION, orjson.dumps(position))
         operation = mutation["op"]
+        if operation == "refused":  # what was not a log entry (replication.entries)
+            raise InvalidInput(mutation["why"])
         if operation in ("pause_writes", "resume_writes"):
             self._plan_pause(plan, mutation)
         elif self.paused:  # every host refuses a write that came after the pause
@@ -329,8 +331,8 @@ class GraphStore:
             self._plan_delete_nodes(plan, mutation["ids"])
         elif operation == "delete_edges":
             self._plan_delete_edges(plan, mutation["edges"])
-        else:  # (a log entry every host refused, kept in the operation log as such)
-            raise InvalidInput(mutation.get("why") or f"unknown operation {operation!r}")
+        else:
+            raise InvalidInput(f"unknown operation {operation!r}")
         for name in _COUNTERS:
             if plan.counters[name] != self.counters[name]:
                 plan.put("default", b"m:" + name.encode(), _U64.pack(plan.counters[name]))
