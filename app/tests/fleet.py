@@ -14,15 +14,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import jinja2
+import orjson
 import trustme
+import yaml
 
 from codegraph.replication.stream import StreamSpec, connection_options, ensure_stream
-from codegraph.settings import parse_settings
+from codegraph.settings import Settings, parse_settings
 from conftest import API_KEY, Served, config_for, free_port, start_server
 
 NATS_PASSWORD = "nats-" + "p" * 28
+ADMIN_PASSWORD = "admin-" + "a" * 27
 ROUTE_PASSWORD = "route-" + "r" * 27
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+NATS_ROLE_VARS = Path(__file__).resolve().parents[2] / "roles/nats/vars/main.yml"
+
+
+def permissions(user: str) -> str:
+    """The permissions the nats role gives a user (app or admin), as nats-server reads them."""
+    role_vars = yaml.safe_load(NATS_ROLE_VARS.read_text())
+    text = orjson.dumps(role_vars[f"_nats_{user}_permissions"]).decode()
+    return jinja2.Template(text).render(role_vars)
 
 
 @dataclass
@@ -86,7 +98,10 @@ http: 127.0.0.1:{server.monitor_port}
 max_payload: 67108864
 jetstream {{ store_dir: "{self.root}/{server.name}", max_memory_store: 64MB, max_file_store: 2GB }}
 tls {{ {tls} }}
-authorization {{ users = [ {{ user: codegraph, password: "{NATS_PASSWORD}" }} ] }}
+authorization {{ users = [
+  {{ user: codegraph, password: "{NATS_PASSWORD}", permissions: {permissions("app")} }}
+  {{ user: codegraph-admin, password: "{ADMIN_PASSWORD}", permissions: {permissions("admin")} }}
+] }}
 cluster {{
   name: codegraph
   listen: 127.0.0.1:{server.route_port}
@@ -142,11 +157,24 @@ def write_keys(root: Path) -> None:
     keys = root / "config" / ".env"
     keys.parent.mkdir(parents=True, exist_ok=True)
     keys.write_text(f"CODEGRAPH_API_KEY={API_KEY}\nCODEGRAPH_NATS_PASSWORD={NATS_PASSWORD}\n")
+    admin = root / "config" / "nats-admin.keys"
+    admin.write_text(f"CODEGRAPH_NATS_ADMIN_PASSWORD={ADMIN_PASSWORD}\n")
+
+
+def replication_section(cluster: NatsCluster, root: Path, index: int) -> dict:
+    """The [replication] settings of the app host under root, beside server index."""
+    write_keys(root)
+    admin_keys = str(root / "config" / "nats-admin.keys")
+    return {**cluster.replication(index), "admin_keys_file": admin_keys}
+
+
+def admin_settings(cluster: NatsCluster, root: Path) -> Settings:
+    """The settings codegraph-admin runs with on an app host (its admin keys under root)."""
+    return parse_settings(config_for(root, replication=replication_section(cluster, root, 0)))
 
 
 def create_stream(cluster: NatsCluster, root: Path, replicas: int = 3) -> dict:
-    write_keys(root)
-    settings = parse_settings(config_for(root, replication=cluster.replication(0)))
+    settings = admin_settings(cluster, root)
     spec = StreamSpec(replicas, 3600, 1 << 30, 64 << 20)
     deadline = time.monotonic() + 30
     while True:  # the cluster elects its JetStream leader first
@@ -159,21 +187,19 @@ def create_stream(cluster: NatsCluster, root: Path, replicas: int = 3) -> dict:
 
 def start_replica(root: Path, cluster: NatsCluster, index: int, **sections: dict) -> Served:
     """A codegraph-api process writing through the cluster, beside server index."""
-    write_keys(root)
-    replication = {**cluster.replication(index), **sections.pop("replication", {})}
+    replication = {**replication_section(cluster, root, index), **sections.pop("replication", {})}
     return start_server(root, tls=False, replication=replication, **sections)
 
 
-def on_the_stream(cluster: NatsCluster, root: Path, action) -> object:
-    """Run action(jetstream) with a connection of the fleet's own NATS user: what an
-    operator (or a fault) does to the stream behind the hosts' backs."""
+def on_the_stream(cluster: NatsCluster, root: Path, action, *, admin: bool = True) -> object:
+    """Run action(jetstream) connected as the NATS admin (what an operator does to the
+    stream behind the hosts' backs) or, admin=False, as the service's own user."""
     import nats
 
-    write_keys(root)
-    settings = parse_settings(config_for(root, replication=cluster.replication(0)))
+    settings = admin_settings(cluster, root)
 
     async def run() -> object:
-        connection = await nats.connect(**connection_options(settings))
+        connection = await nats.connect(**connection_options(settings, admin=admin))
         try:
             return await action(connection.jetstream())
         finally:

@@ -208,24 +208,12 @@ def test_a_host_whose_entries_left_the_stream_stalls_then_bootstraps_from_a_back
 
 
 def _purge_stream_before(cluster: NatsCluster, root: Path, seq: int) -> None:
-    import asyncio
+    from fleet import on_the_stream
 
-    import nats
-    from fleet import write_keys
+    async def purge(js) -> None:
+        await js.purge_stream("CODEGRAPH", seq=seq)
 
-    from codegraph.replication.stream import connection_options
-    from codegraph.settings import parse_settings
-    from conftest import config_for
-
-    write_keys(root)
-    settings = parse_settings(config_for(root, replication=cluster.replication(0)))
-
-    async def purge() -> None:
-        connection = await nats.connect(**connection_options(settings))
-        await connection.jetstream().purge_stream("CODEGRAPH", seq=seq)
-        await connection.close()
-
-    asyncio.run(purge())
+    on_the_stream(cluster, root, purge)
 
 
 def _wait_applied(hosts: list[Served], seq: int, timeout: float = 30) -> None:

@@ -79,7 +79,7 @@ def test_an_operation_of_a_newer_release_stops_every_host_saying_which_release(
     async def publish(js):
         return await js.publish("codegraph.mutations", orjson.dumps(entry))
 
-    on_the_stream(cluster, tmp_path / "admin", publish)
+    on_the_stream(cluster, tmp_path / "admin", publish, admin=False)
     for host in hosts:
         _stopped_saying(host, "needs release 9.9.9 or later")
     with hosts[0].client() as http:
@@ -97,7 +97,7 @@ def test_what_is_not_an_entry_is_refused_alike_everywhere_and_the_fleet_goes_on(
         await js.publish("codegraph.mutations", b"\x00 not an entry")
         await js.publish("codegraph.mutations", b'{"ts": 1, "m": "no operation"}')
 
-    on_the_stream(cluster, tmp_path / "admin", publish)
+    on_the_stream(cluster, tmp_path / "admin", publish, admin=False)
     for index, host in enumerate(hosts):
         with host.client() as http:
             answer = http.post("/nodes", json={"nodes": [node(f"after:{index}")]})

@@ -208,6 +208,10 @@ class ReplicationSettings(_Section):
     # NATS client URLs, this host's own server first (it is preferred).
     servers: list[str] = Field(default_factory=list)
     user: str = "codegraph"  # its password is CODEGRAPH_NATS_PASSWORD in auth.keys_file
+    # The stream's create and update (codegraph-admin stream): the NATS admin user, its
+    # password CODEGRAPH_NATS_ADMIN_PASSWORD in a file only root reads.
+    admin_user: str = "codegraph-admin"
+    admin_keys_file: str = "/opt/codegraph/config/nats-admin.keys"
     ca_file: str = ""  # the CA the NATS servers' certificates chain to (tls:// URLs)
     stream: str = Field("CODEGRAPH", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     subject: str = Field("codegraph.mutations", pattern=r"^[A-Za-z0-9_.-]{1,128}$")

@@ -62,6 +62,7 @@ def test_check_mode_from_scratch_reports_and_touches_nothing(host, tmp_path):
         for name in (
             "codegraph_api_key",
             "nats_app_password",
+            "nats_admin_password",
             "nats_route_password",
             "monitoring_scrape_password",
         )
@@ -72,6 +73,7 @@ def test_check_mode_from_scratch_reports_and_touches_nothing(host, tmp_path):
             "vars": {
                 **given,
                 "codegraph_nats_password": given["nats_app_password"],
+                "codegraph_nats_admin_password": given["nats_admin_password"],
                 "codegraph_replication": "jetstream",
                 "fleet_ca_create": True,
                 "codegraph_tls_secrets_dir": f"{tmp_path}/tls",

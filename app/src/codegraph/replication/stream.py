@@ -18,17 +18,27 @@ from codegraph.auth import parse_keys_file
 from codegraph.settings import Settings
 
 PASSWORD_KEY = "CODEGRAPH_NATS_PASSWORD"  # noqa: S105 (the name of its line in the keys file)
+ADMIN_PASSWORD_KEY = "CODEGRAPH_NATS_ADMIN_PASSWORD"  # noqa: S105 (in replication.admin_keys_file)
 DUPLICATE_WINDOW_SECONDS = 120  # a write retried with the same Idempotency-Key within it
 
 
-def connection_options(settings: Settings) -> dict[str, Any]:
-    """nats.connect's arguments for this host: its servers, user, password and TLS."""
+def connection_options(settings: Settings, *, admin: bool = False) -> dict[str, Any]:
+    """nats.connect's arguments for this host: its servers, user, password and TLS. The
+    service's user may only publish and follow the stream; admin: the NATS admin user,
+    who may create and change it (its password readable by root only)."""
     replication = settings.replication
-    with open(settings.auth.keys_file) as keys_file:
-        password = parse_keys_file(keys_file.read()).get(PASSWORD_KEY)
+    if admin:
+        user, path, key = replication.admin_user, replication.admin_keys_file, ADMIN_PASSWORD_KEY
+    else:
+        user, path, key = replication.user, settings.auth.keys_file, PASSWORD_KEY
+    try:
+        with open(path) as keys_file:
+            password = parse_keys_file(keys_file.read()).get(key)
+    except OSError as error:
+        raise OSError(f"cannot read {key} from {path}: {error.strerror}") from None
     options: dict[str, Any] = {
         "servers": replication.servers,
-        "user": replication.user,
+        "user": user,
         "password": password,
         "dont_randomize": True,  # this host's own server first
         "connect_timeout": 2,
@@ -86,7 +96,8 @@ async def ensure_stream(
     the old one): docs/replication.md, 'The stream was lost or created again'."""
     replication = settings.replication
     wanted = spec.config(replication.stream, replication.subject)
-    connection = await nats.connect(**connection_options(settings), max_reconnect_attempts=2)
+    options = connection_options(settings, admin=True)
+    connection = await nats.connect(**options, max_reconnect_attempts=2)
     try:
         js = connection.jetstream(timeout=10)
         try:
