@@ -7,8 +7,14 @@ import orjson
 import pytest
 
 from codegraph import __version__
-from codegraph.errors import InvalidInput
-from codegraph.replication.entries import OPERATIONS, NeedsNewerRelease, decode, encode
+from codegraph.errors import InvalidInput, Unavailable
+from codegraph.replication.entries import (
+    FORMAT,
+    OPERATIONS,
+    NeedsNewerRelease,
+    decode,
+    encode,
+)
 
 
 def test_a_write_comes_back_as_it_went_in():
@@ -40,3 +46,27 @@ def test_an_operation_of_a_newer_release_asks_for_that_release():
 
 def test_every_operation_the_store_plans_is_known_here():
     assert {"upsert", "patch", "delete_nodes", "delete_edges", "adopt"} <= OPERATIONS
+
+
+def test_an_entry_stored_after_its_deadline_is_refused_as_not_applied(engine):
+    mutation = {"op": "delete_nodes", "ids": ["a"]}
+    data = encode(mutation, 100.0, None, deadline=110.0)
+    assert decode(data, stored_at=109.9).mutation == mutation  # in time
+    late = decode(data, stored_at=110.5)
+    assert late.mutation["op"] == "late" and "0.5 s after its deadline" in late.mutation["why"]
+    with pytest.raises(Unavailable, match="was not applied"):  # 503: what every host says
+        engine.store.plan(late.mutation, late.ts, 1)
+    assert decode(encode(mutation, 100.0, None), stored_at=1e12).mutation == mutation  # format 1
+
+
+def test_a_newer_entry_format_asks_for_a_newer_release(engine):
+    newer = {"op": "entry_format", "version": FORMAT + 1}
+    with pytest.raises(NeedsNewerRelease, match=rf"reads up to {FORMAT}.*release 9\.0\.0"):
+        decode(orjson.dumps({"ts": 1, "m": newer, "r": "9.0.0"}))
+    plan = engine.store.plan(
+        decode(encode({"op": "entry_format", "version": 2}, 1, None)).mutation, 1, 1
+    )
+    engine.store.commit(plan)
+    assert engine.store.entry_format == 2
+    with pytest.raises(InvalidInput, match="whole number"):
+        engine.store.plan({"op": "entry_format", "version": "2"}, 1, 2)

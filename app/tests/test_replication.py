@@ -9,11 +9,13 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import orjson
 import pytest
-from fleet import NatsCluster, create_stream, start_replica, write_keys
+from fleet import NatsCluster, create_stream, on_the_stream, start_replica, write_keys
 
 from codegraph.engine import Engine
 from codegraph.settings import parse_settings
+from codegraph.store.oplog import OpLog
 from conftest import Served, config_for, node
 
 pytestmark = pytest.mark.slow
@@ -128,6 +130,70 @@ def test_a_write_that_became_invalid_is_refused_the_same_everywhere(hosts):
         with host.client() as http:
             assert http.get("/nodes/gone").status_code == 404
             assert http.get("/replication").json()["refused_entries"] >= 2
+
+
+def test_entries_carry_a_deadline_once_the_fleet_format_says_so_and_late_ones_go_nowhere(
+    cluster, hosts, tmp_path
+):
+    """Entry format 2: an entry the stream stored after its deadline is refused by every
+    host alike, so a write answered "outcome unknown" cannot take effect afterwards."""
+    with hosts[1].client() as http:
+        assert http.post("/replication/entry-format", json={"version": 99}).status_code == 422
+        raised = http.post("/replication/entry-format", json={"version": 2})
+        assert raised.status_code == 200 and raised.json() == {"entry_format": 2}, raised.text
+    _converged(hosts)
+    with hosts[0].client() as http:
+        assert http.get("/replication").json()["entry_format"] == 2
+        seq = int(http.post("/nodes", json={"nodes": [node("in-time")]}).headers["x-codegraph-seq"])
+    _converged(hosts)
+    refused_before = [_status(host)["refused_entries"] for host in hosts]
+
+    async def read_and_publish_late(js):
+        written = orjson.loads((await js.get_msg("CODEGRAPH", seq)).data)
+        now = time.time()
+        late = {"ts": now - 30, "m": {"op": "upsert", "nodes": [node("late")], "edges": []}}
+        ack = await js.publish("codegraph.mutations", orjson.dumps({**late, "d": now - 20}))
+        return written, ack.seq
+
+    written, late_seq = on_the_stream(cluster, tmp_path, read_and_publish_late, admin=False)
+    assert written["ts"] < written["d"] <= written["ts"] + 20  # this release's deadline
+    state = _converged(hosts)
+    assert state["applied_seq"] >= late_seq
+    for host, before in zip(hosts, refused_before, strict=True):
+        with host.client() as http:
+            assert http.get("/nodes/late").status_code == 404
+            assert http.get("/nodes/in-time").status_code == 200
+        assert _status(host)["refused_entries"] == before + 1
+
+
+def test_a_backup_and_the_operation_log_are_on_the_log_s_own_clock_and_position(
+    cluster, hosts, tmp_path
+):
+    """One clock and one position: every host dates an entry by the stream's timestamp
+    (not its publisher's clock), and a backup records the store's applied entry and when
+    the stream stored it: what point-in-time recovery compares a time with."""
+    with hosts[2].client() as http:
+        seq = int(http.post("/nodes", json={"nodes": [node("dated")]}).headers["x-codegraph-seq"])
+    _converged(hosts)
+
+    async def stored_at(js):
+        return (await js.get_msg("CODEGRAPH", seq)).time.timestamp()
+
+    stored = on_the_stream(cluster, tmp_path, stored_at, admin=False)
+    with hosts[0].client() as http:
+        backup_id = http.post("/backup").json()["backup_id"]
+        listed = {b["backup_id"]: b for b in http.get("/backup").json()["backups"]}
+    assert listed[backup_id]["oplog_lsn"] == seq
+    assert listed[backup_id]["log_ts"] == pytest.approx(stored, abs=1e-6)
+    for host in hosts:
+        oplog = OpLog(host.root / "data" / "oplog", retention_days=35, sync=False)
+        dated = [entry.ts for entry in oplog.read(seq - 1) if entry.lsn == seq]
+        assert dated == [pytest.approx(stored, abs=1e-6)], host.root
+
+
+def _status(host: Served) -> dict:
+    with host.client() as http:
+        return http.get("/replication").json()
 
 
 def test_every_host_reports_its_place_in_the_log(hosts):

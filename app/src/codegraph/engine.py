@@ -239,7 +239,7 @@ class Engine:
         mutation: dict[str, Any],
         *,
         log_refused: bool = False,
-        position: dict[str, str] | None = None,
+        position: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Apply log entry seq, stamped ts (the caller holds the write lock).
 

@@ -108,7 +108,7 @@ def adopt(
     seq: int,
     ts: float,
     entry: dict[str, Any],
-    position: dict[str, str] | None = None,
+    position: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Apply an `adopt` entry: this host's state becomes the prepared backup's, at seq
     (and position: the log it came from), with writes still paused. The staged copy

@@ -51,8 +51,10 @@ def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
             with engine.writing():
                 created = time.time()
                 backups.checkpoint(engine.store, staging)
-                lsn = engine.oplog.last_lsn
-                counters = dict(engine.store.counters)
+                counters, position = dict(engine.store.counters), dict(engine.store.position)
+                # the entry the checkpoint's state is at: a replicated host's store may be
+                # ahead of its operation log (which it catches up after a crash)
+                lsn = counters["applied_seq"] if position else engine.oplog.last_lsn
             checkpointed = time.monotonic()
         info = {
             "created_at": iso(created),
@@ -62,6 +64,9 @@ def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
             "profile": engine.settings.database.profile,
             "oplog_lsn": lsn,
             "index_seq": index_seq,
+            # when the stream stored that entry (replicated): the backup's time for
+            # point-in-time recovery, on the same clock as the log's entries
+            **({"log_ts": position["at"]} if "at" in position else {}),
             "nodes_total": counters["nodes_total"],
             "edges_total": counters["edges_total"],
         }
@@ -126,9 +131,9 @@ def plan_point_in_time(
     the log after the marker).
     """
     events = [
-        (b["created_ts"], b["oplog_lsn"], b["backup_id"], [], b["oplog_lsn"])
+        (_as_of(b), b["oplog_lsn"], b["backup_id"], [], b["oplog_lsn"])
         for b in engine.backups.list()
-        if b["created_ts"] <= target and b["kind"] != "prepared"  # (dated by its adoption)
+        if _as_of(b) <= target and b["kind"] != "prepared"  # (dated by its adoption)
     ]
     for entry in engine.oplog.read(0):
         if entry.mutation["op"] in TIMELINE_MARKERS and entry.ts <= target:
@@ -151,6 +156,12 @@ def plan_point_in_time(
             f"(oplog.retention_days = {engine.settings.oplog.retention_days})"
         )
     return base_id, ranges, open_from
+
+
+def _as_of(backup: dict[str, Any]) -> float:
+    """A backup's time against the log's: a replicated host's is when the stream stored
+    its last entry (the entries are dated so too); a single host's, when it was taken."""
+    return backup.get("log_ts", backup["created_ts"])
 
 
 def replay_log(

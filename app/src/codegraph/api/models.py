@@ -17,6 +17,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
+from codegraph.replication import entries
 from codegraph.store.graph import EDGE_TYPES
 from codegraph.vector.embed import embedding_problem
 
@@ -209,6 +210,11 @@ class PrepareRequest(_Body):
 
 class PauseRequest(_Body):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)]
+
+
+class EntryFormatRequest(_Body):
+    # a host sets only a format its own release reads (a newer one: 422)
+    version: Annotated[int, Field(ge=1, le=entries.FORMAT, strict=True)]
 
 
 class AdoptRequest(_Body):

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Response
 
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep, answered
-from codegraph.api.models import AdoptRequest, PauseRequest
+from codegraph.api.models import AdoptRequest, EntryFormatRequest, PauseRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 
@@ -60,3 +60,15 @@ def resume(engine: EngineDep, response: Response) -> dict:
 def adopt(payload: AdoptRequest, engine: EngineDep, response: Response) -> dict:
     entry = {"op": "adopt", "backup_id": payload.backup_id, "digest": payload.digest}
     return answered(response, engine.steer(entry))
+
+
+@router.post(
+    "/replication/entry-format",
+    **returns(responses.EntryFormat, write=True),
+    summary="Set the log's entry format for the whole fleet (through the log)",
+    description="Once every host runs a release that reads it (GET /replication: "
+    "entry_format_newest on every host); playbooks/deploy.yml does it at its end. A host "
+    "of an older release stops at this entry, saying which release it needs.",
+)
+def entry_format(payload: EntryFormatRequest, engine: EngineDep, response: Response) -> dict:
+    return answered(response, engine.steer({"op": "entry_format", "version": payload.version}))

@@ -165,6 +165,8 @@ class Replication(BaseModel):
     reachable: bool
     stalled: Any
     refused_entries: int
+    entry_format: int  # the fleet's: what every host publishes
+    entry_format_newest: int  # the newest this host's release reads
     stream: Stream | None
     peers_reachable: Any
 
@@ -206,6 +208,12 @@ class WritesSteered(BaseModel):
     """A pause or resume, in the log (X-CodeGraph-Seq)."""
 
     writes: Literal["paused", "resumed"]
+
+
+class EntryFormat(BaseModel):
+    """The fleet's entry format, set in the log (X-CodeGraph-Seq)."""
+
+    entry_format: int
 
 
 class Adopted(BaseModel):
@@ -251,7 +259,8 @@ class BackupInfo(BaseModel):
     kind: str
     version: str
     profile: str
-    oplog_lsn: int
+    oplog_lsn: int  # the log entry its state is at (a replicated host's store's)
+    log_ts: float | None = None  # when the stream stored that entry (replicated hosts)
     index_seq: int
     nodes_total: int
     edges_total: int

@@ -1,8 +1,15 @@
 """The replicated log's entries: how a write is wrapped, and how an entry read back is
-judged before any host applies it. Every host decides from the entry alone, so every
-host decides the same: applied, refused (the same error everywhere), or (an operation
-this release does not know: a newer release published it) this host stops until it runs
-a release that knows it."""
+judged before any host applies it. Every host decides from the entry and the stream's
+own record of it alone, so every host decides the same: applied, refused (the same
+error everywhere), or (an operation or format this release does not know: a newer
+release published it) this host stops until it runs a release that knows it.
+
+Entry formats: 1 is {ts, m, r, f}; 2 adds d, a deadline: an entry the stream stored
+after it (by the stream's own timestamp) is refused on every host, so a write whose
+host answered "outcome unknown" cannot take effect after that answer. A host publishes
+format 2 only once the fleet's format is 2 (an `entry_format` entry, published once
+every host runs a release that knows it: playbooks/deploy.yml does at its end), so a
+rolling deploy never has an older host apply what a newer one refuses."""
 
 from __future__ import annotations
 
@@ -24,8 +31,10 @@ OPERATIONS = frozenset(
         "pause_writes",
         "resume_writes",
         "adopt",
+        "entry_format",
     }
 )
+FORMAT = 2  # the newest entry format this release reads and writes
 
 
 class NeedsNewerRelease(Exception):
@@ -41,17 +50,23 @@ class Entry:
     fingerprint: str | None = None  # of a write sent with an Idempotency-Key
 
 
-def encode(mutation: dict[str, Any], ts: float, fingerprint: str | None) -> bytes:
+def encode(
+    mutation: dict[str, Any], ts: float, fingerprint: str | None, deadline: float | None = None
+) -> bytes:
+    """The entry; with a deadline (format 2), it is refused if stored after it."""
     entry = {"ts": ts, "m": mutation, "r": __version__}
     if fingerprint:
         entry["f"] = fingerprint
+    if deadline is not None:
+        entry["d"] = deadline
     return orjson.dumps(entry)
 
 
-def decode(data: bytes) -> Entry:
+def decode(data: bytes, stored_at: float | None = None) -> Entry:
     """The entry, or a refusal every host gives alike: what is not an entry of this log
-    (not JSON, no operation) is refused, never skipped (the host would stall at the gap).
-    An operation this release does not know raises NeedsNewerRelease."""
+    (not JSON, no operation) is refused, never skipped (the host would stall at the gap);
+    an entry stored_at (the stream's timestamp) after its deadline is refused as late.
+    An operation or entry format this release does not know raises NeedsNewerRelease."""
     try:
         entry = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -70,8 +85,29 @@ def decode(data: bytes) -> Entry:
             f"operation {mutation['op']!r} is not known to release {__version__}: this host "
             f"needs {needs} (deploy it here; the entry is kept)"
         )
+    if mutation["op"] == "entry_format" and _newer_format(mutation.get("version")):
+        raise NeedsNewerRelease(
+            f"the fleet's entry format is now {mutation['version']}; release {__version__} "
+            f"reads up to {FORMAT}: this host needs release {entry.get('r')} or later"
+        )
     fingerprint = entry.get("f") if isinstance(entry.get("f"), str) else None
+    deadline = entry.get("d")
+    if isinstance(deadline, int | float) and stored_at is not None and stored_at > deadline:
+        late = Entry(ts, {"op": "late", "why": _late(stored_at, deadline)}, fingerprint)
+        return late
     return Entry(ts, mutation, fingerprint)
+
+
+def _newer_format(version: object) -> bool:
+    return isinstance(version, int) and not isinstance(version, bool) and version > FORMAT
+
+
+def _late(stored_at: float, deadline: float) -> str:
+    return (
+        f"the write was not applied: it reached the log {stored_at - deadline:.1f} s after "
+        "its deadline (its host had already answered that its outcome was unknown); every "
+        "host refuses it alike. Send it again"
+    )
 
 
 def _refused(ts: float, why: str) -> Entry:

@@ -57,6 +57,11 @@ FILL_AFTER = 1.0
 # copy within its duplicate window), up to this many times before the write's outcome is
 # called unknown.
 PUBLISH_ATTEMPTS = 3
+# An entry's deadline (entry format 2): past the time its publishing may take, plus this.
+# Its host answers "outcome unknown" only after the deadline and CLOCK_MARGIN (the hosts'
+# clocks against the stream leader's: keep them within it, with NTP).
+DEADLINE_MARGIN = 2.0
+CLOCK_MARGIN = 1.0
 # An entry that fails to apply for another reason than the data (which every host would
 # refuse alike) is tried again this many times, then the host stops applying and says why.
 APPLY_ATTEMPTS = 3
@@ -246,21 +251,31 @@ class JetStreamLog:
             )
         self.identity = created or None
 
-    def _position(self, entry_id: str | None) -> dict[str, str] | None:
-        """What the store records with an applied entry: the stream, and the entry's id."""
+    def _position(self, entry_id: str | None, stored_at: float) -> dict[str, Any] | None:
+        """What the store records with an applied entry: the stream, the entry's id, and
+        when the stream stored it (a backup's time on the log's clock: recovery.py)."""
         if not self.identity:
             return None
-        return {"stream": self.identity, "entry": entry_id or ""}
+        return {"stream": self.identity, "entry": entry_id or "", "at": stored_at}
 
     async def _delivered(self, message: Any) -> None:
-        await self._enqueue(message.metadata.sequence.stream, _entry_id(message), message.data)
+        stored_at = message.metadata.timestamp.timestamp()
+        seq = message.metadata.sequence.stream
+        await self._enqueue(seq, _entry_id(message), message.data, stored_at)
 
     async def _enqueue(
-        self, seq: int, entry_id: str | None, data: bytes, *, next_only: bool = False
+        self,
+        seq: int,
+        entry_id: str | None,
+        data: bytes,
+        stored_at: float,
+        *,
+        next_only: bool = False,
     ) -> bool:
-        """Hand an entry to the applier, once and in order: one the consumer and the leader
-        both delivered goes on once. next_only: only if it is the next one (the leader's)."""
-        item = (seq, entry_id, data)
+        """Hand an entry (and when the stream stored it) to the applier, once and in order:
+        one the consumer and the leader both delivered goes on once. next_only: only if it
+        is the next one (the leader's)."""
+        item = (seq, entry_id, data, stored_at)
         while not self._stopping.is_set():  # wait for room: the consumer's backpressure
             if seq <= self._queued_seq or (next_only and seq != self._queued_seq + 1):
                 return False
@@ -295,7 +310,10 @@ class JetStreamLog:
             seq = self._queued_seq + 1
             try:
                 message = await self._js.get_msg(self.settings.stream, seq)
-                await self._enqueue(seq, _entry_id(message), message.data, next_only=True)
+                stored_at = message.time.timestamp()
+                await self._enqueue(
+                    seq, _entry_id(message), message.data, stored_at, next_only=True
+                )
             except Exception as error:  # gone from the stream, or no leader: left to the consumer
                 log.debug("reading entry %d from the stream's leader: %s", seq, error)
                 return
@@ -311,16 +329,16 @@ class JetStreamLog:
     def _apply_forever(self) -> None:
         while not self._stopping.is_set():
             try:
-                seq, entry_id, data = self._entries.get(timeout=0.2)
+                seq, entry_id, data, stored_at = self._entries.get(timeout=0.2)
             except queue.Empty:
                 continue
             try:
-                self._apply(seq, entry_id, data)
+                self._apply(seq, entry_id, data, stored_at)
             except Exception as error:  # never a silent end of applying: say why, stop
                 log.exception("applying entry %d", seq)
                 self._stall(f"entry {seq} could not be applied here: {error!r}")
 
-    def _apply(self, seq: int, entry_id: str | None, data: bytes) -> None:
+    def _apply(self, seq: int, entry_id: str | None, data: bytes, stored_at: float) -> None:
         """Apply one entry, or note the error every host refuses it with; retried (never
         skipped) while the store is closed for a restore. Anything else that fails is
         tried APPLY_ATTEMPTS times, then this host stops applying and says why (/ready,
@@ -329,13 +347,16 @@ class JetStreamLog:
         if self.stalled:
             return
         try:
-            entry = entries.decode(data)
+            entry = entries.decode(data, stored_at)
         except entries.NeedsNewerRelease as error:
             self._stall(f"entry {seq}: {error}")
             return
         mutation = entry.mutation
+        # one clock for the fleet: an entry is dated by the stream's timestamp, not by its
+        # publishing host's (nodes' times, the operation log, point-in-time recovery)
+        ts = stored_at
         if mutation["op"] == "adopt" and seq == self._start_seq():
-            self._adopt(seq, entry, entry_id)  # a restore: it takes the locks itself
+            self._adopt(seq, ts, mutation, entry_id)  # a restore: it takes the locks itself
             return
         engine, failures = self.engine, 0
         while not self._stopping.is_set() and not self.stalled:
@@ -351,12 +372,12 @@ class JetStreamLog:
                         return
                     if seq <= engine.applied.seq:  # in the store already: the log's copy only
                         if seq > engine.oplog.last_lsn:
-                            engine.oplog.append(entry.ts, mutation, seq)
+                            engine.oplog.append(ts, mutation, seq)
                         return
                     try:
                         outcome = engine.apply_locked(
-                            seq, entry.ts, mutation, log_refused=True,
-                            position=self._position(entry_id),
+                            seq, ts, mutation, log_refused=True,
+                            position=self._position(entry_id, ts),
                         )  # fmt: skip
                     except CodeGraphError as error:
                         outcome = error
@@ -377,12 +398,11 @@ class JetStreamLog:
                     return
                 time.sleep(1.0)
 
-    def _adopt(self, seq: int, entry: entries.Entry, entry_id: str | None) -> None:
+    def _adopt(self, seq: int, ts: float, mutation: dict[str, Any], entry_id: str | None) -> None:
         """The fleet adopts a backup at this entry; a host that cannot stops here."""
-        mutation = entry.mutation
         try:
             outcome = fleet_restore.adopt(
-                self.engine, seq, entry.ts, mutation, self._position(entry_id)
+                self.engine, seq, ts, mutation, self._position(entry_id, ts)
             )
         except Exception as error:  # (a missing or damaged backup, a digest that differs)
             self._stall(
@@ -407,7 +427,10 @@ class JetStreamLog:
         if self.stalled:
             raise Unavailable(f"this host cannot apply the log: {self.stalled}", retry_after=30)
         asked = fingerprint(mutation) if key is not None else None
-        data = entries.encode(mutation, time.time(), asked)
+        now, deadline = time.time(), None
+        if self.engine.store.entry_format >= 2:  # every host refuses it stored later
+            deadline = now + self._publishing_takes() + DEADLINE_MARGIN
+        data = entries.encode(mutation, now, asked, deadline)
         limits = (self.stream.max_msg_size, getattr(self._nc, "max_payload", 0) or 0)
         limit = min((size for size in limits if size > 0), default=0)
         if limit and len(data) > limit:
@@ -417,7 +440,17 @@ class JetStreamLog:
                 "smaller batches"
             )
         entry_id = key or uuid.uuid4().hex
-        ack = self._publish_once(data, entry_id)
+        try:
+            ack = self._publish_once(data, entry_id)
+        except OutcomeUnknown as unknown:
+            if deadline is None:
+                raise
+            # past its deadline, the stream stores no copy of it that a host would apply
+            time.sleep(max(deadline + CLOCK_MARGIN - time.time(), 0))
+            raise OutcomeUnknown(
+                f"{unknown} It cannot take effect after this answer: a write sent from now on "
+                "comes after it in the log"
+            ) from None
         seq, replayed = ack.seq, bool(ack.duplicate)
         wait = self.settings.apply_wait_seconds
         applied = self.engine.applied.wait_for(seq, min(FILL_AFTER, wait))
@@ -464,6 +497,10 @@ class JetStreamLog:
         recorded = entries.decode(message.data).fingerprint if found == entry_id else None
         if found != entry_id or (asked is not None and recorded not in (None, asked)):
             raise key_used_for_another_request(seq)
+
+    def _publishing_takes(self) -> float:
+        """The longest _publish_once can take: every attempt timed out, and its pauses."""
+        return PUBLISH_ATTEMPTS * (self.settings.publish_timeout_seconds + 1.5)
 
     def _publish_once(self, data: bytes, entry_id: str) -> Any:
         """Put the entry into the stream, under its id: a publish that times out is sent
@@ -595,6 +632,8 @@ class JetStreamLog:
             "reachable": self.reachable(),
             "stalled": self.stalled or None,
             "refused_entries": self.refused,
+            "entry_format": self.engine.store.entry_format,
+            "entry_format_newest": entries.FORMAT,
             "stream": {
                 "name": self.settings.stream,
                 "first_seq": stream.first_seq,

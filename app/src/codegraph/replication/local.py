@@ -8,6 +8,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from codegraph.replication import entries
 from codegraph.replication.applied import fingerprint
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class LocalLog:
             "reachable": True,
             "stalled": None,
             "refused_entries": 0,
+            "entry_format": self.engine.store.entry_format,
+            "entry_format_newest": entries.FORMAT,
             "stream": {
                 "name": "operation log",
                 "first_seq": oplog.first_lsn(),

@@ -61,6 +61,8 @@ _PAUSED = b"m:writes_paused"  # a fleet-wide pause (codegraph.replication): its 
 # Which log this state follows (codegraph.replication): the stream's identity and the id
 # of the last entry applied, written in the batch that records applied_seq.
 _POSITION = b"m:log_position"
+# The log's entry format every host of the fleet applies (codegraph.replication.entries)
+_ENTRY_FORMAT = b"m:entry_format"
 SCAN_LIMIT = 100_000  # entries one list/search request may examine
 
 
@@ -126,7 +128,8 @@ class Plan:
     counters: dict[str, int]
     result: dict[str, Any] = field(default_factory=dict)
     paused: str | None = None  # a pause or resume of writes: the new reason ("" resumed)
-    position: dict[str, str] | None = None  # the log position it records (log_position)
+    position: dict[str, Any] | None = None  # the log position it records (log_position)
+    entry_format: int | None = None  # the fleet's new entry format
     operations: dict[str, list[tuple[bytes, bytes | None]]] = field(default_factory=dict)
 
     def put(self, family: str, key: bytes, value: bytes) -> None:
@@ -170,7 +173,8 @@ class GraphStore:
         self.counters = {name: self._read_counter(name) for name in _COUNTERS}
         self.paused = (self.db.get(_PAUSED) or b"").decode()  # why writes are paused, or ""
         # {"stream": its identity, "entry": the last applied entry's id}; {} before any
-        self.position: dict[str, str] = orjson.loads(self.db.get(_POSITION) or b"{}")
+        self.position: dict[str, Any] = orjson.loads(self.db.get(_POSITION) or b"{}")
+        self.entry_format = int(self.db.get(_ENTRY_FORMAT) or b"1")
 
     def _read_counter(self, name: str) -> int:
         raw = self.db.get(b"m:" + name.encode())
@@ -308,7 +312,7 @@ class GraphStore:
         mutation: dict[str, Any],
         ts: float,
         seq: int | None = None,
-        position: dict[str, str] | None = None,
+        position: dict[str, Any] | None = None,
     ) -> Plan:
         """The batch for mutation, stamped ts; with seq, it records that entry as applied,
         and with position, which log it came from (the same batch)."""
@@ -321,8 +325,12 @@ class GraphStore:
         operation = mutation["op"]
         if operation == "refused":  # what was not a log entry (replication.entries)
             raise InvalidInput(mutation["why"])
+        if operation == "late":  # stored after its deadline (replication.entries)
+            raise Unavailable(mutation["why"], retry_after=1)
         if operation in ("pause_writes", "resume_writes"):
             self._plan_pause(plan, mutation)
+        elif operation == "entry_format":
+            self._plan_entry_format(plan, mutation)
         elif self.paused:  # every host refuses a write that came after the pause
             raise Unavailable(f"writes are paused fleet-wide: {self.paused}", retry_after=30)
         elif operation == "upsert":
@@ -345,6 +353,8 @@ class GraphStore:
             self.paused = plan.paused
         if plan.position is not None:
             self.position = plan.position
+        if plan.entry_format is not None:
+            self.entry_format = plan.entry_format
 
     def _plan_pause(self, plan: Plan, mutation: dict[str, Any]) -> None:
         """Writes paused (with a reason) or resumed, fleet-wide: part of the state."""
@@ -355,6 +365,16 @@ class GraphStore:
             plan.paused = ""
             plan.delete("default", _PAUSED)
         plan.result = {"writes": "paused" if plan.paused else "resumed"}
+
+    def _plan_entry_format(self, plan: Plan, mutation: dict[str, Any]) -> None:
+        """The entry format every host now applies (set once every host runs a release
+        that knows it): from here on, hosts may publish entries of that format."""
+        version = mutation.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise InvalidInput(f"entry format must be a whole number from 1 ({version!r})")
+        plan.entry_format = version
+        plan.put("default", _ENTRY_FORMAT, str(version).encode())
+        plan.result = {"entry_format": version}
 
     def forget_position(self) -> None:
         """No log followed and no entry applied (codegraph-admin forget-stream)."""
