@@ -522,6 +522,53 @@ def _add_host_analysis(add: dict, met: bool) -> str:
     )
 
 
+def sync(r: dict) -> list[str]:
+    first, again = r["always"]
+    unsynced, synced = r["unsynced"], r["synced_mean"]
+
+    def shown(phase: dict) -> str:
+        proof = phase["proof"]
+        files = proof["writes_with_an_fsync_of"]
+        return (
+            f"{proof['acknowledged_after_a_quorum_fsynced']} of {proof['writes']} "
+            f"(an fsync of the stream's blocks in {files['stream blocks']}, of its Raft "
+            f"log in {files['raft log']})"
+        )
+
+    return [
+        "## fsync before acknowledging: `sync_interval: always` on the lab fleet "
+        "(Debian 13, nats-server 2.10, R3)",
+        "",
+        "| Measure | Without (nats-server's default) | `sync_interval: always` | Ratio |",
+        "|---|---|---|---|",
+        "| writes answered 200 after a quorum (2 of 3 servers) finished an fsync of the "
+        f"stream's files in between (strace) | {shown(unsynced)} | {shown(first)}; again: "
+        f"{shown(again)} |  |",
+        f"| ingest, {INGEST_NODES:,} nodes in batches of 1,000, through the load balancer "
+        f"| {unsynced['ingest_nodes_per_second']:,} nodes/s "
+        f"| {synced['ingest_nodes_per_second']:,} nodes/s | **{r['ingest_ratio']}** |",
+        "| single-node writes, three clients, through the load balancer "
+        f"| {unsynced['single_writes_per_second']} writes/s "
+        f"| {synced['single_writes_per_second']} writes/s | **{r['single_write_ratio']}** |",
+        "",
+        "strace (`-f -ttt -T -y -e trace=fsync,fdatasync`) follows the three nats-servers "
+        "while 40 single-node writes go through HAProxy one at a time, 0.1 s apart; a write "
+        "counts when at least two servers finished an fsync of a file of the stream (its "
+        "message blocks, or its Raft group's log) after the write was sent and before its "
+        "answer came. The synced figures are the mean of two phases, before and after the "
+        "unsynced one (each switch: the converge, then `nats_rolling_restart.yml`). Files "
+        f"fsynced: {', '.join(f'`{name}`' for name in first['proof']['files'])}. "
+        f"The two synced phases ingested {first['ingest_nodes_per_second']:,} and "
+        f"{again['ingest_nodes_per_second']:,} nodes/s ({first['single_writes_per_second']} "
+        f"and {again['single_writes_per_second']} single writes/s): the machine's noise is "
+        "of the order of the cost itself. The lab's servers share this machine's one disk "
+        "(podman's overlay storage); an fsync's cost is the disk's, so measure it on yours.",
+    ]
+
+
+INGEST_NODES = 45_000
+
+
 SECTIONS = {
     "api_get": api_get,
     "ingest": ingest,
@@ -531,6 +578,7 @@ SECTIONS = {
     "deploy": deploy,
     "restart": restart,
     "replication": replication,
+    "sync": sync,
 }
 
 
