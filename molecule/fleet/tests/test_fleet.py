@@ -306,6 +306,68 @@ def test_a_host_cut_off_from_the_network_leaves_the_load_balancer_and_catches_up
     every_acknowledged_write_everywhere(summary)
 
 
+def _register_clients(action: str) -> dict:
+    """Start the register clients on the ops host (files/register.py), or stop them and
+    return what each value was answered."""
+    ops = host("cg-fleet-ops")
+    if action == "start":
+        script = (TOP / "molecule/fleet/files/register.py").read_text()
+        ops.check_output(f"cat > /tmp/register.py <<'PYEOF'\n{script}\nPYEOF")
+        ops.check_output(f"printf '%s\\n' '{api_key()}' > /tmp/register.key")
+        ops.run("systemctl reset-failed register; rm -f /tmp/register.stop /tmp/register.json")
+        ops.check_output(
+            "systemd-run --unit=register --collect python3 /tmp/register.py "
+            "/tmp/register.key /tmp/register.json 3"
+        )
+        return {}
+    ops.check_output("touch /tmp/register.stop")
+    deadline = time.monotonic() + 90
+    while not ops.file("/tmp/register.json").exists:
+        assert time.monotonic() < deadline, "the register clients did not stop"
+        time.sleep(1)
+    return json.loads(ops.file("/tmp/register.json").content_string)
+
+
+def test_no_acknowledged_value_is_undone_and_no_value_answered_503_is_applied():
+    """The register test: clients without an Idempotency-Key overwrite their own node with
+    increasing values through HAProxy while nats-server is frozen (SIGSTOP) for a few
+    seconds on each host in turn, then while one host is cut off. On every host, each
+    register holds the last value applied (no value answered 504, nor resent, lands after
+    a later one), every value answered 200 is applied, and none answered 503 is."""
+    _register_clients("start")
+    try:
+        time.sleep(2)
+        for name in APPS:
+            host(name).check_output("systemctl kill -s SIGSTOP nats-server")
+            time.sleep(4)
+            host(name).check_output("systemctl kill -s SIGCONT nats-server")
+            time.sleep(3)
+        subprocess.run(["podman", "network", "disconnect", "podman", "cg-fleet-app2"], check=True)
+        time.sleep(15)  # it says it is cut off (within about 15 s); writes go on elsewhere
+    finally:
+        for name in APPS:
+            host(name).run("systemctl kill -s SIGCONT nats-server")
+        subprocess.run(
+            ["podman", "network", "connect", "--ip", "10.88.210.12", "podman", "cg-fleet-app2"],
+            check=False,
+        )
+        answers = _register_clients("stop")
+    for name in APPS:
+        _ready(name)
+    converged()
+    statuses = [status for answered in answers.values() for _, status in answered]
+    assert statuses.count(200) > 30, {s: statuses.count(s) for s in set(statuses)}
+    for client, answered in answers.items():
+        acked = {value for value, status in answered if status == 200}
+        refused = {value for value, status in answered if status == 503}
+        for name in APPS:
+            applied = {int(i.rsplit(":", 1)[1]) for i in listed(f"reg:{client}:", name)}
+            last = int(api(name, "GET", f"/nodes/reg:{client}")["text"])
+            assert acked <= applied, f"{name}: {sorted(acked - applied)[:5]} acknowledged, lost"
+            assert not refused & applied, f"{name}: {sorted(refused & applied)} answered 503"
+            assert last == max(applied), f"{name}: {client} holds {last}, not {max(applied)}"
+
+
 def test_a_replaced_host_is_bootstrapped_from_a_peer_and_catches_up():
     box = host("cg-fleet-app3")
     box.check_output("systemctl stop codegraph && rm -rf /opt/codegraph/data/*")  # a new disk

@@ -457,12 +457,13 @@ class JetStreamLog:
         if not applied:  # not delivered here yet: from the leader, then
             self._call_soon(self._fill_if_idle(seq))
             applied = self.engine.applied.wait_for(seq, max(wait - FILL_AFTER, 0))
-        if not applied:
-            raise Unavailable(
-                f"the write is in the log (entry {seq}) but this host has not applied it within "
-                f"{self.settings.apply_wait_seconds:g} s (applied: {self.engine.applied.seq}); "
-                f"it will be: read it with X-CodeGraph-Min-Seq: {seq}",
-                retry_after=2,
+        if not applied:  # in the log: applied or refused alike everywhere, not known here yet
+            raise OutcomeUnknown(
+                f"the write is in the log (entry {seq}), but this host has not applied it "
+                f"within {self.settings.apply_wait_seconds:g} s (applied: "
+                f"{self.engine.applied.seq}): it will be applied, or refused, on every host. "
+                f"Read it with X-CodeGraph-Min-Seq: {seq}, or send it again with the same "
+                "Idempotency-Key for its result"
             )
         if replayed and self.engine.applied.recorded(seq) is None:
             self._check_retry_against_the_stream(seq, entry_id, asked)
