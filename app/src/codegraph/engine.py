@@ -11,6 +11,7 @@ for callers already inside before the store is swapped.
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import shutil
 import threading
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from codegraph import __version__, metrics
+from codegraph import __version__, fleet_restore, metrics
 from codegraph.errors import (
     CodeGraphError,
     Conflict,
@@ -122,7 +123,7 @@ class Engine:
             )
             self.backups = BackupStore(settings.backup.dir, settings.backup.keep)
             self.open_store()
-            self.log = open_log(self)
+            self.log = open_log(self, adopt=functools.partial(fleet_restore.adopt, self))
             backups = self.backups.list()
             if backups:
                 metrics.BACKUP_LAST_SUCCESS.set(backups[-1]["created_ts"])

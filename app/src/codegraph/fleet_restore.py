@@ -22,10 +22,9 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codegraph import __version__
-from codegraph.engine import Engine
 from codegraph.errors import IntegrityError, InvalidInput
 from codegraph.recovery import (
     parse_recovery_time,
@@ -35,6 +34,9 @@ from codegraph.recovery import (
 )
 from codegraph.store.backups import BackupStore, link_or_copy
 from codegraph.store.graph import GraphStore, iso
+
+if TYPE_CHECKING:
+    from codegraph.engine import Engine
 
 
 def prepare(

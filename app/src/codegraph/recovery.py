@@ -19,14 +19,16 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codegraph import __version__, metrics
-from codegraph.engine import Engine
 from codegraph.errors import CodeGraphError, InvalidInput
 from codegraph.store.backups import link_or_copy, stage_restore, swap_in
 from codegraph.store.graph import GraphStore, iso
 from codegraph.store.oplog import Entry
+
+if TYPE_CHECKING:
+    from codegraph.engine import Engine
 
 log = logging.getLogger("codegraph.recovery")
 # Entries of the operation log where the state was replaced: a restore on this host

@@ -2,6 +2,7 @@
 
 import sys
 
+from codegraph.parse import PARSERS
 from codegraph.parse.worker import serve
 
-serve(int(sys.argv[1]))
+serve(int(sys.argv[1]), PARSERS)

@@ -49,16 +49,14 @@ def _read_frame(stream: BinaryIO) -> Any | None:
     return orjson.loads(stream.read(_LENGTH.unpack(header)[0]))
 
 
-def serve(memory_bytes: int) -> None:
-    """The worker: parse each batch it is sent; answer ["ok", result], or ["invalid" or
-    "too_large", why]."""
-    from codegraph.parse import PARSERS  # imported here: the package imports this module
-
+def serve(memory_bytes: int, parsers: dict[str, Any]) -> None:
+    """The worker: parse each batch it is sent with parsers (language -> parser); answer
+    ["ok", result], or ["invalid" or "too_large", why]."""
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     while (batch := _read_frame(requests)) is not None:
         try:
-            result = {language: PARSERS[language](files) for language, files in batch.items()}
+            result = {language: parsers[language](files) for language, files in batch.items()}
         except InvalidInput as error:
             _write_frame(answers, ["invalid", str(error)])
         except MemoryError:

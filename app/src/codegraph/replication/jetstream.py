@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ from nats.errors import MaxPayloadError, NoRespondersError
 from nats.js import api as js_api
 from nats.js.errors import APIError
 
-from codegraph import fleet_restore, metrics
+from codegraph import metrics
 from codegraph.errors import CodeGraphError, OutcomeUnknown, TooLarge, Unavailable
 from codegraph.replication import entries
 from codegraph.replication.applied import NotThisEntry, fingerprint, key_used_for_another_request
@@ -45,6 +45,9 @@ from codegraph.replication.stream import connection_options
 
 if TYPE_CHECKING:
     from codegraph.engine import Engine
+
+# An `adopt` entry's handler: (seq, ts, entry, position) -> its result
+AdoptHandler = Callable[[int, float, dict[str, Any], dict[str, Any] | None], dict[str, Any]]
 
 log = logging.getLogger("codegraph.replication")
 PROBE_SECONDS = 1.0  # how often the stream's state (and the peers' reachability) is read
@@ -90,9 +93,10 @@ class StreamState:
 class JetStreamLog:
     mode = "jetstream"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, adopt: AdoptHandler | None = None) -> None:
         self.engine = engine
         self.settings = engine.settings.replication
+        self.adopt = adopt  # what an `adopt` entry does (fleet_restore.adopt, given by the engine)
         self.stream = StreamState()
         self._loop = asyncio.new_event_loop()
         self._client_thread = threading.Thread(
@@ -401,9 +405,9 @@ class JetStreamLog:
     def _adopt(self, seq: int, ts: float, mutation: dict[str, Any], entry_id: str | None) -> None:
         """The fleet adopts a backup at this entry; a host that cannot stops here."""
         try:
-            outcome = fleet_restore.adopt(
-                self.engine, seq, ts, mutation, self._position(entry_id, ts)
-            )
+            if self.adopt is None:
+                raise RuntimeError("this process does not adopt backups (no handler)")
+            outcome = self.adopt(seq, ts, mutation, self._position(entry_id, ts))
         except Exception as error:  # (a missing or damaged backup, a digest that differs)
             self._stall(
                 f"entry {seq} adopts backup {mutation.get('backup_id')}, which failed here: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from codegraph.replication.local import LocalLog
@@ -26,9 +27,11 @@ class Log(Protocol):
     def ready(self) -> tuple[bool, str]: ...
 
 
-def open_log(engine: Engine) -> Log:
+def open_log(engine: Engine, adopt: Callable[..., dict[str, Any]] | None = None) -> Log:
+    """The log of [replication] mode; adopt: what the fleet's `adopt` entry does here
+    (fleet_restore.adopt: the replication layer knows nothing above it)."""
     if engine.settings.replication.mode == "jetstream":
         from codegraph.replication.jetstream import JetStreamLog  # needs nats-py
 
-        return JetStreamLog(engine)
+        return JetStreamLog(engine, adopt)
     return LocalLog(engine)
