@@ -26,20 +26,18 @@ import numpy as np
 
 from codegraph import __version__, fleet_restore, metrics
 from codegraph.errors import (
-    CodeGraphError,
     Conflict,
     DatabaseInUse,
-    InvalidInput,
     NotFound,
-    TooLarge,
     Unavailable,
 )
 from codegraph.replication.applied import Applied
+from codegraph.replication.applier import Applier
 from codegraph.replication.log import open_log
 from codegraph.settings import Settings
 from codegraph.store.backups import BackupStore, finish_swaps
 from codegraph.store.figures import rocksdb_figures
-from codegraph.store.graph import NODE_FIELDS, GraphStore
+from codegraph.store.graph import GraphStore
 from codegraph.store.oplog import OpLog
 from codegraph.store.options import build_options
 from codegraph.vector.embed import embed_record
@@ -108,7 +106,6 @@ class Engine:
         self.gate = Gate()
         self._write_lock = threading.Lock()
         self.reads = 0  # operations observed since start, for auto-tune
-        self.writes = 0
         self.last_compaction: dict[str, Any] | None = None
         self.last_analyze: dict[str, Any] | None = None
         self.indexer_errors = 0
@@ -123,7 +120,16 @@ class Engine:
             )
             self.backups = BackupStore(settings.backup.dir, settings.backup.keep)
             self.open_store()
-            self.log = open_log(self, adopt=functools.partial(fleet_restore.adopt, self))
+            self.applier = Applier(
+                settings,
+                lambda: self.store,
+                self.oplog,
+                self.applied,
+                self.writing,
+                lambda: self.indexer.notify(),
+            )
+            self.applier.adopt = functools.partial(fleet_restore.adopt, self)
+            self.log = open_log(self.applier)
             backups = self.backups.list()
             if backups:
                 metrics.BACKUP_LAST_SUCCESS.set(backups[-1]["created_ts"])
@@ -149,6 +155,11 @@ class Engine:
                 "systemctl stop codegraph)"
             ) from None
         return handle
+
+    @property
+    def writes(self) -> int:
+        """Entries applied since start (the auto-tune's figure)."""
+        return self.applier.writes
 
     @property
     def syncs_writes(self) -> bool:
@@ -233,79 +244,6 @@ class Engine:
                     metrics.NODES_WRITTEN.labels(operation=operation).inc(result[operation])
         return Written(result, seq, replayed)
 
-    def apply_locked(
-        self,
-        seq: int,
-        ts: float,
-        mutation: dict[str, Any],
-        *,
-        log_refused: bool = False,
-        position: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Apply log entry seq, stamped ts (the caller holds the write lock).
-
-        Everything comes from the entry, nothing from this host, so every host that
-        applies it computes the same state, or refuses it with the same error. The
-        operation log gets the entry as it is (a replicated log's copy keeps the entries
-        every host refused too: log_refused). position: which log the entry came from,
-        recorded in the same batch (a replicated log's stream and entry id).
-        """
-        try:
-            plan = self.store.plan(self.resolve(mutation, self.store), ts, seq, position)
-        except CodeGraphError:
-            if log_refused and seq > self.oplog.last_lsn:
-                self.oplog.append(ts, mutation, seq)
-            raise
-        if seq > self.oplog.last_lsn:  # (re-applied after a crash: logged already)
-            self.oplog.append(ts, mutation, seq)
-        self.store.commit(plan)
-        self.writes += 1
-        if mutation["op"] == "patch":  # the record as this entry left it (under the lock)
-            return {**plan.result, "node": self.store.get_records([mutation["id"]])[0]}
-        return plan.result
-
-    def resolve(self, mutation: dict[str, Any], store: GraphStore) -> dict[str, Any]:
-        """The mutation as store applies it: a patch becomes the upsert of the merged
-        node (read from store when applied, so every host merges the same record; a
-        point-in-time replay resolves it against the state being rebuilt)."""
-        if mutation["op"] != "patch":
-            return mutation
-        node_id = mutation["id"]
-        current = store.get_records([node_id])[0]
-        if current is None:
-            raise NotFound(f"no node with id {node_id!r}")
-        merged = {key: current[key] for key in NODE_FIELDS}
-        if current["embedding_source"] == "client":
-            merged["embedding"] = store.get_embedding(node_id).tolist()
-        merged.update(mutation["changes"])
-        self._check_nodes([merged])
-        return {"op": "upsert", "nodes": [merged], "edges": []}
-
-    def _check_nodes(self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]] = ()) -> None:
-        server = self.settings.server
-        for items, limit, name in (
-            (nodes, server.max_batch_nodes, "nodes"),
-            (edges, server.max_batch_edges, "edges"),
-        ):
-            if len(items) > limit:
-                raise TooLarge(
-                    f"{len(items)} {name} in one request; the limit is {limit} "
-                    f"(server.max_batch_{name})"
-                )
-        dimension = self.settings.vector.dimension
-        for node in nodes:
-            embedding = node.get("embedding")
-            if embedding is not None and len(embedding) != dimension:
-                raise InvalidInput(
-                    f"node {node['id']!r}: embedding has {len(embedding)} values; "
-                    f"this service uses dimension {dimension}"
-                )
-            start, end = node.get("start_line"), node.get("end_line")
-            if start is not None and end is not None and end < start:
-                raise InvalidInput(
-                    f"node {node['id']!r}: end_line {end} is before start_line {start}"
-                )
-
     def steer(self, entry: dict[str, Any]) -> Written:
         """Put a control entry (pause, adopt, resume) in the fleet's log."""
         if self.settings.replication.mode == "none":
@@ -329,7 +267,7 @@ class Engine:
     def upsert(
         self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]], key: str | None = None
     ) -> Written:
-        self._check_nodes(nodes, edges)
+        self.applier.check_nodes(nodes, edges)
         return self.submit({"op": "upsert", "nodes": nodes, "edges": edges}, key)
 
     def patch_node(self, node_id: str, changes: dict[str, Any], key: str | None = None) -> Written:
@@ -345,7 +283,7 @@ class Engine:
         return self.submit({"op": "delete_nodes", "ids": [node_id]}, key)
 
     def put_edges(self, edges: list[dict[str, Any]], key: str | None = None) -> Written:
-        self._check_nodes([], edges)
+        self.applier.check_nodes([], edges)
         return self.submit({"op": "upsert", "nodes": [], "edges": edges}, key)
 
     def delete_edges(self, edges: list[dict[str, Any]], key: str | None = None) -> Written:

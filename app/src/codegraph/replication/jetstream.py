@@ -8,7 +8,7 @@ entry and answers with what the entry gave.
 
 Each host follows the stream with an ordered consumer (JetStream's gap-free, in-order
 delivery) from the entry after the last one in both its store and its operation log;
-a thread applies the entries in order (Engine.apply_locked). The local operation log
+a thread applies the entries in order (applier.Applier). The local operation log
 mirrors the stream entry for entry (same sequence numbers, refused entries included),
 so point-in-time recovery works on every host as on one.
 
@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,10 +44,7 @@ from codegraph.replication.applied import NotThisEntry, fingerprint, key_used_fo
 from codegraph.replication.stream import connection_options
 
 if TYPE_CHECKING:
-    from codegraph.engine import Engine
-
-# An `adopt` entry's handler: (seq, ts, entry, position) -> its result
-AdoptHandler = Callable[[int, float, dict[str, Any], dict[str, Any] | None], dict[str, Any]]
+    from codegraph.replication.applier import Applier
 
 log = logging.getLogger("codegraph.replication")
 PROBE_SECONDS = 1.0  # how often the stream's state (and the peers' reachability) is read
@@ -93,10 +90,9 @@ class StreamState:
 class JetStreamLog:
     mode = "jetstream"
 
-    def __init__(self, engine: Engine, adopt: AdoptHandler | None = None) -> None:
-        self.engine = engine
-        self.settings = engine.settings.replication
-        self.adopt = adopt  # what an `adopt` entry does (fleet_restore.adopt, given by the engine)
+    def __init__(self, applier: Applier) -> None:
+        self.applier = applier
+        self.settings = applier.settings.replication
         self.stream = StreamState()
         self._loop = asyncio.new_event_loop()
         self._client_thread = threading.Thread(
@@ -150,13 +146,13 @@ class JetStreamLog:
         while not self._stopping.is_set():
             try:
                 self._nc = await nats.connect(
-                    **connection_options(self.engine.settings),
+                    **connection_options(self.applier.settings),
                     reconnect_time_wait=0.5,
                     max_reconnect_attempts=-1,
                     ping_interval=5,
                     max_outstanding_pings=2,
                     pending_size=256 * 1024 * 1024,
-                    name=f"codegraph-{self.engine.settings.server.port}",
+                    name=f"codegraph-{self.applier.settings.server.port}",
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
@@ -224,9 +220,9 @@ class JetStreamLog:
     def _start_seq(self) -> int:
         """The first entry this host lacks in its store or its operation log (both are
         written unsynced, so a crash can cost either its tail)."""
-        engine = self.engine
-        logged = engine.oplog.last_lsn
-        return (min(engine.applied.seq, logged) if logged else engine.applied.seq) + 1
+        applier = self.applier
+        logged = applier.oplog.last_lsn
+        return (min(applier.applied.seq, logged) if logged else applier.applied.seq) + 1
 
     def _check_stream(self, info: Any, *, first: bool = False) -> None:
         """This host's state follows one stream: the one it applied its entries from. A
@@ -235,8 +231,8 @@ class JetStreamLog:
         (a power loss of its servers). Either way this host stops, loudly, instead of
         taking entries of another history as its next ones."""
         created = info.created.isoformat() if info.created else ""
-        followed = self.engine.store.position.get("stream")
-        applied, last = self.engine.applied.seq, info.state.last_seq
+        followed = self.applier.store.position.get("stream")
+        applied, last = self.applier.applied.seq, info.state.last_seq
         if followed and created and followed != created:
             self._stall(
                 f"this host's state follows stream {self.settings.stream} created {followed}; "
@@ -362,10 +358,10 @@ class JetStreamLog:
         if mutation["op"] == "adopt" and seq == self._start_seq():
             self._adopt(seq, ts, mutation, entry_id)  # a restore: it takes the locks itself
             return
-        engine, failures = self.engine, 0
+        applier, failures = self.applier, 0
         while not self._stopping.is_set() and not self.stalled:
             try:
-                with engine.writing():
+                with applier.writing():
                     needed = self._start_seq()  # the ordered consumer never skips one...
                     if seq > needed:  # ...unless the stream no longer has it
                         self._stall(
@@ -374,12 +370,12 @@ class JetStreamLog:
                             "recent backup (playbooks/add_host.yml)"
                         )
                         return
-                    if seq <= engine.applied.seq:  # in the store already: the log's copy only
-                        if seq > engine.oplog.last_lsn:
-                            engine.oplog.append(ts, mutation, seq)
+                    if seq <= applier.applied.seq:  # in the store already: the log's copy only
+                        if seq > applier.oplog.last_lsn:
+                            applier.oplog.append(ts, mutation, seq)
                         return
                     try:
-                        outcome = engine.apply_locked(
+                        outcome = applier.apply_locked(
                             seq, ts, mutation, log_refused=True,
                             position=self._position(entry_id, ts),
                         )  # fmt: skip
@@ -387,8 +383,8 @@ class JetStreamLog:
                         outcome = error
                         self.refused += 1
                         metrics.REPLICATION_REFUSED.inc()
-                    engine.applied.record(seq, outcome, entry.fingerprint, entry_id)
-                engine.indexer.notify()
+                    applier.applied.record(seq, outcome, entry.fingerprint, entry_id)
+                applier.notify()
                 if seq >= self.stream.last_seq:
                     self._caught_up_at = time.monotonic()
                 return
@@ -405,17 +401,17 @@ class JetStreamLog:
     def _adopt(self, seq: int, ts: float, mutation: dict[str, Any], entry_id: str | None) -> None:
         """The fleet adopts a backup at this entry; a host that cannot stops here."""
         try:
-            if self.adopt is None:
+            if self.applier.adopt is None:
                 raise RuntimeError("this process does not adopt backups (no handler)")
-            outcome = self.adopt(seq, ts, mutation, self._position(entry_id, ts))
+            outcome = self.applier.adopt(seq, ts, mutation, self._position(entry_id, ts))
         except Exception as error:  # (a missing or damaged backup, a digest that differs)
             self._stall(
                 f"entry {seq} adopts backup {mutation.get('backup_id')}, which failed here: "
                 f"{error}; bootstrap this host (playbooks/add_host.yml)"
             )
             return
-        self.engine.applied.record(seq, outcome, None, entry_id)
-        self.engine.indexer.notify()
+        self.applier.applied.record(seq, outcome, None, entry_id)
+        self.applier.notify()
 
     def _stall(self, reason: str) -> None:
         self.stalled = reason
@@ -432,7 +428,7 @@ class JetStreamLog:
             raise Unavailable(f"this host cannot apply the log: {self.stalled}", retry_after=30)
         asked = fingerprint(mutation) if key is not None else None
         now, deadline = time.time(), None
-        if self.engine.store.entry_format >= 2:  # every host refuses it stored later
+        if self.applier.store.entry_format >= 2:  # every host refuses it stored later
             deadline = now + self._publishing_takes() + DEADLINE_MARGIN
         data = entries.encode(mutation, now, asked, deadline)
         limits = (self.stream.max_msg_size, getattr(self._nc, "max_payload", 0) or 0)
@@ -457,22 +453,22 @@ class JetStreamLog:
             ) from None
         seq, replayed = ack.seq, bool(ack.duplicate)
         wait = self.settings.apply_wait_seconds
-        applied = self.engine.applied.wait_for(seq, min(FILL_AFTER, wait))
+        applied = self.applier.applied.wait_for(seq, min(FILL_AFTER, wait))
         if not applied:  # not delivered here yet: from the leader, then
             self._call_soon(self._fill_if_idle(seq))
-            applied = self.engine.applied.wait_for(seq, max(wait - FILL_AFTER, 0))
+            applied = self.applier.applied.wait_for(seq, max(wait - FILL_AFTER, 0))
         if not applied:  # in the log: applied or refused alike everywhere, not known here yet
             raise OutcomeUnknown(
                 f"the write is in the log (entry {seq}), but this host has not applied it "
                 f"within {self.settings.apply_wait_seconds:g} s (applied: "
-                f"{self.engine.applied.seq}): it will be applied, or refused, on every host. "
+                f"{self.applier.applied.seq}): it will be applied, or refused, on every host. "
                 f"Read it with X-CodeGraph-Min-Seq: {seq}, or send it again with the same "
                 "Idempotency-Key for its result"
             )
-        if replayed and self.engine.applied.recorded(seq) is None:
+        if replayed and self.applier.applied.recorded(seq) is None:
             self._check_retry_against_the_stream(seq, entry_id, asked)
         try:
-            result = self.engine.applied.outcome(
+            result = self.applier.applied.outcome(
                 seq, retry_of=asked if replayed else None, entry_id=entry_id
             )
         except NotThisEntry as error:
@@ -588,7 +584,7 @@ class JetStreamLog:
                 self.stream.error = f"stream {self.settings.stream}: no leader reachable"
             else:
                 self.stream.seen_at, self.stream.error = time.monotonic(), ""
-            if self.engine.applied.seq >= state.last_seq:
+            if self.applier.applied.seq >= state.last_seq:
                 self._caught_up_at = time.monotonic()
             else:
                 await self._fill_if_idle(state.last_seq)
@@ -606,11 +602,11 @@ class JetStreamLog:
 
     def lag(self) -> tuple[int, float]:
         """Entries this host is behind the stream's head as last seen, and for how long."""
-        behind = max(self.stream.last_seq - self.engine.applied.seq, 0)
+        behind = max(self.stream.last_seq - self.applier.applied.seq, 0)
         return behind, (time.monotonic() - self._caught_up_at) if behind else 0.0
 
     def ready(self) -> tuple[bool, str]:
-        applied = self.engine.applied.seq
+        applied = self.applier.applied.seq
         if self.stalled:
             return False, self.stalled
         if not self.stream.seen_at:
@@ -631,13 +627,13 @@ class JetStreamLog:
         stream = self.stream
         return {
             "mode": self.mode,
-            "applied_seq": self.engine.applied.seq,
+            "applied_seq": self.applier.applied.seq,
             "lag_entries": behind,
             "lag_seconds": round(seconds, 3),
             "reachable": self.reachable(),
             "stalled": self.stalled or None,
             "refused_entries": self.refused,
-            "entry_format": self.engine.store.entry_format,
+            "entry_format": self.applier.store.entry_format,
             "entry_format_newest": entries.FORMAT,
             "stream": {
                 "name": self.settings.stream,

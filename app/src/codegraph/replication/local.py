@@ -1,5 +1,5 @@
 """The single-host log: the operation log itself. A write is applied as it is logged,
-under the engine's write lock, and gets the next LSN as its sequence."""
+under the write lock (applier.Applier), and gets the next LSN as its sequence."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from codegraph.replication import entries
 from codegraph.replication.applied import fingerprint
 
 if TYPE_CHECKING:
-    from codegraph.engine import Engine
+    from codegraph.replication.applier import Applier
 
 IDEMPOTENCY_WINDOW_SECONDS = 120  # as long as JetStream's duplicate window
 IDEMPOTENCY_KEYS = 100_000
@@ -21,8 +21,8 @@ IDEMPOTENCY_KEYS = 100_000
 class LocalLog:
     mode = "none"
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, applier: Applier) -> None:
+        self.applier = applier
         # Idempotency-Key -> (seq, when): a retried write within the window is answered
         # with what the first one gave. Kept in memory: a restart forgets them.
         self._seen: OrderedDict[str, tuple[int, float]] = OrderedDict()
@@ -36,14 +36,14 @@ class LocalLog:
 
     def submit(self, mutation: dict[str, Any], key: str | None) -> tuple[dict[str, Any], int, bool]:
         """(result, sequence, whether it was a retry of an earlier write)."""
-        engine = self.engine
+        applier = self.applier
         asked = fingerprint(mutation) if key is not None else None
-        with engine.writing():  # one write at a time: the key check too
+        with applier.writing():  # one write at a time: the key check too
             if key is not None and (earlier := self._earlier(key)) is not None:
-                return engine.applied.outcome(earlier, retry_of=asked), earlier, True
-            seq = engine.oplog.last_lsn + 1
-            result = engine.apply_locked(seq, time.time(), mutation)
-            engine.applied.record(seq, result, asked)
+                return applier.applied.outcome(earlier, retry_of=asked), earlier, True
+            seq = applier.oplog.last_lsn + 1
+            result = applier.apply_locked(seq, time.time(), mutation)
+            applier.applied.record(seq, result, asked)
             if key is not None:
                 self._remember(key, seq)
         return result, seq, False
@@ -63,16 +63,16 @@ class LocalLog:
 
     def status(self) -> dict[str, Any]:
         """As the replicated log's: the local operation log is this host's whole log."""
-        oplog = self.engine.oplog
+        oplog = self.applier.oplog
         return {
             "mode": self.mode,
-            "applied_seq": self.engine.applied.seq,
+            "applied_seq": self.applier.applied.seq,
             "lag_entries": 0,
             "lag_seconds": 0.0,
             "reachable": True,
             "stalled": None,
             "refused_entries": 0,
-            "entry_format": self.engine.store.entry_format,
+            "entry_format": self.applier.store.entry_format,
             "entry_format_newest": entries.FORMAT,
             "stream": {
                 "name": "operation log",

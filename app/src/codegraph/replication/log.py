@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from codegraph.replication.applier import Applier
 from codegraph.replication.local import LocalLog
-
-if TYPE_CHECKING:
-    from codegraph.engine import Engine
 
 
 class Log(Protocol):
@@ -27,11 +24,10 @@ class Log(Protocol):
     def ready(self) -> tuple[bool, str]: ...
 
 
-def open_log(engine: Engine, adopt: Callable[..., dict[str, Any]] | None = None) -> Log:
-    """The log of [replication] mode; adopt: what the fleet's `adopt` entry does here
-    (fleet_restore.adopt: the replication layer knows nothing above it)."""
-    if engine.settings.replication.mode == "jetstream":
+def open_log(applier: Applier) -> Log:
+    """The log of [replication] mode, applying its entries through applier."""
+    if applier.settings.replication.mode == "jetstream":
         from codegraph.replication.jetstream import JetStreamLog  # needs nats-py
 
-        return JetStreamLog(engine, adopt)
-    return LocalLog(engine)
+        return JetStreamLog(applier)
+    return LocalLog(applier)
