@@ -70,3 +70,49 @@ def test_a_newer_entry_format_asks_for_a_newer_release(engine):
     assert engine.store.entry_format == 2
     with pytest.raises(InvalidInput, match="whole number"):
         engine.store.plan({"op": "entry_format", "version": "2"}, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("mutation", "problem"),
+    [
+        (
+            {"op": "upsert", "nodes": [{"id": "a", "name": "A"}], "edges": []},
+            "0.kind: Field required",
+        ),
+        ({"op": "upsert", "nodes": [], "edges": [{"source": "a"}]}, "0.target: Field required"),
+        ({"op": "patch", "id": "a", "changes": {"colour": "red"}}, "colour: Extra inputs"),
+        ({"op": "delete_nodes", "ids": "a"}, "Input should be a valid list"),
+        ({"op": "adopt", "backup_id": "b", "digest": "not hex"}, "digest: String should match"),
+        ({"op": "upsert", "nodes": []}, "it has no 'edges'"),
+    ],
+    ids=["node without kind", "edge without target", "unknown field", "ids", "digest", "no edges"],
+)
+def test_an_entry_no_request_could_make_is_refused_alike(mutation, problem, engine):
+    entry = decode(encode(mutation, 1.0, None))
+    assert entry.mutation["op"] == "refused", entry
+    assert (
+        "that no request could make" in entry.mutation["why"] and problem in entry.mutation["why"]
+    )
+    with pytest.raises(InvalidInput, match="no request could make"):
+        engine.store.plan(entry.mutation, entry.ts, 1)
+
+
+def test_every_operation_a_request_makes_passes_its_check():
+    node = {"id": "a", "kind": "class", "name": "A", "embedding": None}
+    made = [
+        {
+            "op": "upsert",
+            "nodes": [node],
+            "edges": [{"source": "a", "target": "a", "type": "calls"}],
+        },
+        {"op": "patch", "id": "a", "changes": {"name": "B"}},
+        {"op": "delete_nodes", "ids": ["a"]},
+        {"op": "delete_edges", "edges": [{"source": "a", "target": "a", "type": "calls"}]},
+        {"op": "pause_writes", "reason": "restore"},
+        {"op": "resume_writes"},
+        {"op": "adopt", "backup_id": "b1", "digest": "0" * 64},
+        {"op": "entry_format", "version": 2},
+    ]
+    assert {m["op"] for m in made} == OPERATIONS
+    for mutation in made:
+        assert decode(encode(mutation, 1.0, None)).mutation == mutation

@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from codegraph import fleet_restore, recovery
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep
-from codegraph.api.models import PointInTimeRequest, PrepareRequest, RestoreRequest
+from codegraph.models import PointInTimeRequest, PrepareRequest, RestoreRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 

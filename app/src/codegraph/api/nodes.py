@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep, IdempotencyKey, answered
 from codegraph.api.limits import BatchLimits
-from codegraph.api.models import (
+from codegraph.models import (
     EdgeDeleteRequest,
     EdgesRequest,
     EdgeType,

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body
 from codegraph import maintenance
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep
-from codegraph.api.models import AutoTuneRequest
+from codegraph.models import AutoTuneRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 

@@ -5,7 +5,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep, IdempotencyKey, answered
-from codegraph.api.models import NodeIn, ParseRequest
+from codegraph.models import NodeIn, ParseRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 from codegraph.errors import InvalidInput

@@ -5,9 +5,11 @@ from fastapi import APIRouter, Response
 
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep, answered
-from codegraph.api.models import AdoptRequest, EntryFormatRequest, PauseRequest
+from codegraph.models import AdoptRequest, EntryFormatRequest, PauseRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
+from codegraph.errors import InvalidInput
+from codegraph.replication import entries
 
 router = APIRouter(tags=["replication"], route_class=OrjsonRoute)
 
@@ -71,4 +73,8 @@ def adopt(payload: AdoptRequest, engine: EngineDep, response: Response) -> dict:
     "of an older release stops at this entry, saying which release it needs.",
 )
 def entry_format(payload: EntryFormatRequest, engine: EngineDep, response: Response) -> dict:
+    if payload.version > entries.FORMAT:
+        raise InvalidInput(
+            f"entry format {payload.version} is newer than this release reads ({entries.FORMAT})"
+        )
     return answered(response, engine.steer({"op": "entry_format", "version": payload.version}))

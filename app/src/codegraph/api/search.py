@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from codegraph import search as graph_search
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep
-from codegraph.api.models import Kind, SearchRequest
+from codegraph.models import Kind, SearchRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 

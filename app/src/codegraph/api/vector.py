@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep
-from codegraph.api.models import RebuildRequest
+from codegraph.models import RebuildRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 

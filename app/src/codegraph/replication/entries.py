@@ -13,28 +13,43 @@ rolling deploy never has an older host apply what a newer one refuses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
 
-from codegraph import __version__
+from codegraph import __version__, models
 
+FORMAT = 2  # the newest entry format this release reads and writes
+
+# What each operation's entry holds, by the request models (codegraph.models): checked
+# when applied, so an entry no request could have made is refused alike everywhere.
+_NodeIds = TypeAdapter(list[models.NodeId])
+_Nodes = TypeAdapter(list[models.NodeIn])
+_Edges = TypeAdapter(list[models.EdgeIn])
+_EdgeRefs = TypeAdapter(list[models.EdgeRef])
+_SHAPES: dict[str, Callable[[dict[str, Any]], object]] = {
+    "upsert": lambda m: (_Nodes.validate_python(m["nodes"]), _Edges.validate_python(m["edges"])),
+    "patch": lambda m: (
+        _NodeIds.validate_python([m["id"]]),
+        models.NodePatch.model_validate(m["changes"]),
+    ),
+    "delete_nodes": lambda m: _NodeIds.validate_python(m["ids"]),
+    "delete_edges": lambda m: _EdgeRefs.validate_python(m["edges"]),
+    "pause_writes": lambda m: models.PauseRequest.model_validate({"reason": m["reason"]}),
+    "resume_writes": lambda m: None,
+    "adopt": lambda m: models.AdoptRequest.model_validate(
+        {"backup_id": m["backup_id"], "digest": m["digest"]}
+    ),
+    "entry_format": lambda m: models.EntryFormatRequest.model_validate(
+        {"version": m["version"]}
+    ),
+}
 # What this release applies. A new operation is added here and in the store's plan; a
 # host of an older release that reads it stops (NeedsNewerRelease) instead of guessing.
-OPERATIONS = frozenset(
-    {
-        "upsert",
-        "patch",
-        "delete_nodes",
-        "delete_edges",
-        "pause_writes",
-        "resume_writes",
-        "adopt",
-        "entry_format",
-    }
-)
-FORMAT = 2  # the newest entry format this release reads and writes
+OPERATIONS = frozenset(_SHAPES)
 
 
 class NeedsNewerRelease(Exception):
@@ -90,12 +105,31 @@ def decode(data: bytes, stored_at: float | None = None) -> Entry:
             f"the fleet's entry format is now {mutation['version']}; release {__version__} "
             f"reads up to {FORMAT}: this host needs release {entry.get('r')} or later"
         )
+    problem = _shape_problem(mutation)
+    if problem:
+        return _refused(ts, f"operation {mutation['op']!r} that no request could make: {problem}")
     fingerprint = entry.get("f") if isinstance(entry.get("f"), str) else None
     deadline = entry.get("d")
     if isinstance(deadline, int | float) and stored_at is not None and stored_at > deadline:
         late = Entry(ts, {"op": "late", "why": _late(stored_at, deadline)}, fingerprint)
         return late
     return Entry(ts, mutation, fingerprint)
+
+
+def _shape_problem(mutation: dict[str, Any]) -> str | None:
+    try:
+        _SHAPES[mutation["op"]](mutation)
+    except KeyError as missing:
+        return f"it has no {missing}"
+    except ValidationError as error:
+        return _first(error)
+    return None
+
+
+def _first(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
 
 
 def _newer_format(version: object) -> bool:

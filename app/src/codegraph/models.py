@@ -1,4 +1,8 @@
-"""Request and response bodies of the HTTP API."""
+"""The HTTP API's request bodies, and so what a log entry may hold: a host holds each
+entry it applies to the same models (replication.entries), so an entry no request could
+have made is refused alike on every host. A change that accepts more than before is a
+new entry format (replication.entries.FORMAT): a host of the older release would refuse
+what the newer one publishes."""
 
 from __future__ import annotations
 
@@ -17,7 +21,6 @@ from pydantic import (
 )
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from codegraph.replication import entries
 from codegraph.store.graph import EDGE_TYPES
 from codegraph.vector.embed import embedding_problem
 
@@ -213,8 +216,8 @@ class PauseRequest(_Body):
 
 
 class EntryFormatRequest(_Body):
-    # a host sets only a format its own release reads (a newer one: 422)
-    version: Annotated[int, Field(ge=1, le=entries.FORMAT, strict=True)]
+    # a host sets only a format its own release reads (checked by the endpoint: 422)
+    version: Annotated[int, Field(ge=1, strict=True)]
 
 
 class AdoptRequest(_Body):
