@@ -5,9 +5,9 @@ from fastapi import APIRouter
 from codegraph import fleet_restore, recovery
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep
-from codegraph.models import PointInTimeRequest, PrepareRequest, RestoreRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
+from codegraph.models import PointInTimeRequest, PrepareRequest, RestoreRequest
 
 router = APIRouter(tags=["backup"], route_class=OrjsonRoute)
 

@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep, IdempotencyKey, answered
 from codegraph.api.limits import BatchLimits
+from codegraph.api.responses import returns
+from codegraph.api.routing import OrjsonRoute
 from codegraph.models import (
     EdgeDeleteRequest,
     EdgesRequest,
@@ -17,8 +19,6 @@ from codegraph.models import (
     NodePatch,
     UpsertRequest,
 )
-from codegraph.api.responses import returns
-from codegraph.api.routing import OrjsonRoute
 
 router = APIRouter(tags=["nodes"], route_class=OrjsonRoute)
 Direction = Literal["out", "in", "both"]

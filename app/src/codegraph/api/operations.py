@@ -7,9 +7,9 @@ from fastapi import APIRouter, Body
 from codegraph import maintenance
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep
-from codegraph.models import AutoTuneRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
+from codegraph.models import AutoTuneRequest
 
 router = APIRouter(tags=["maintenance"], route_class=OrjsonRoute)
 

@@ -5,10 +5,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep, IdempotencyKey, answered
-from codegraph.models import NodeIn, ParseRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 from codegraph.errors import InvalidInput
+from codegraph.models import NodeIn, ParseRequest
 from codegraph.parse import parse_files
 
 router = APIRouter(tags=["parse"], route_class=OrjsonRoute)

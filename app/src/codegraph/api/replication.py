@@ -5,10 +5,10 @@ from fastapi import APIRouter, Response
 
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep, answered
-from codegraph.models import AdoptRequest, EntryFormatRequest, PauseRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
 from codegraph.errors import InvalidInput
+from codegraph.models import AdoptRequest, EntryFormatRequest, PauseRequest
 from codegraph.replication import entries
 
 router = APIRouter(tags=["replication"], route_class=OrjsonRoute)

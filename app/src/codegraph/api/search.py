@@ -7,9 +7,9 @@ from fastapi import APIRouter, Query
 from codegraph import search as graph_search
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep
-from codegraph.models import Kind, SearchRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
+from codegraph.models import Kind, SearchRequest
 
 router = APIRouter(tags=["search"], route_class=OrjsonRoute)
 

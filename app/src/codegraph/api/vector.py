@@ -7,9 +7,9 @@ from fastapi.responses import JSONResponse
 
 from codegraph.api import responses
 from codegraph.api.deps import EngineDep
-from codegraph.models import RebuildRequest
 from codegraph.api.responses import returns
 from codegraph.api.routing import OrjsonRoute
+from codegraph.models import RebuildRequest
 
 router = APIRouter(prefix="/vector", tags=["vector"], route_class=OrjsonRoute)
 

@@ -43,9 +43,7 @@ _SHAPES: dict[str, Callable[[dict[str, Any]], object]] = {
     "adopt": lambda m: models.AdoptRequest.model_validate(
         {"backup_id": m["backup_id"], "digest": m["digest"]}
     ),
-    "entry_format": lambda m: models.EntryFormatRequest.model_validate(
-        {"version": m["version"]}
-    ),
+    "entry_format": lambda m: models.EntryFormatRequest.model_validate({"version": m["version"]}),
 }
 # What this release applies. A new operation is added here and in the store's plan; a
 # host of an older release that reads it stops (NeedsNewerRelease) instead of guessing.
