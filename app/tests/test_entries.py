@@ -11,9 +11,11 @@ from codegraph.errors import InvalidInput, Unavailable
 from codegraph.replication.entries import (
     FORMAT,
     OPERATIONS,
+    SINCE,
     NeedsNewerRelease,
     decode,
     encode,
+    publishable,
 )
 
 
@@ -116,3 +118,10 @@ def test_every_operation_a_request_makes_passes_its_check():
     assert {m["op"] for m in made} == OPERATIONS
     for mutation in made:
         assert decode(encode(mutation, 1.0, None)).mutation == mutation
+
+
+def test_a_new_operation_is_published_only_once_the_fleet_s_format_reaches_it(monkeypatch):
+    monkeypatch.setitem(SINCE, "merge_graphs", 3)
+    assert publishable("merge_graphs", 3) is None and publishable("upsert", 1) is None
+    problem = publishable("merge_graphs", 2)
+    assert problem and "needs the fleet's entry format 3; it is 2" in problem

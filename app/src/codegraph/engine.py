@@ -31,6 +31,7 @@ from codegraph.errors import (
     NotFound,
     Unavailable,
 )
+from codegraph.replication import entries
 from codegraph.replication.applied import Applied
 from codegraph.replication.applier import Applier
 from codegraph.replication.log import open_log
@@ -236,6 +237,10 @@ class Engine:
         host has applied it. key (a client's Idempotency-Key) makes a retry safe."""
         if self.store.paused and mutation["op"] not in CONTROL_OPS:
             raise Unavailable(f"writes are paused fleet-wide: {self.store.paused}", retry_after=30)
+        if self.settings.replication.mode != "none":  # (one host: the fleet is this release)
+            problem = entries.publishable(mutation["op"], self.store.entry_format)
+            if problem:
+                raise Conflict(problem)
         result, seq, replayed = self.log.submit(mutation, key)
         self.indexer.notify()
         if not replayed:  # counted by the host that answered: every host applies it

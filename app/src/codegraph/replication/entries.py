@@ -9,7 +9,9 @@ after it (by the stream's own timestamp) is refused on every host, so a write wh
 host answered "outcome unknown" cannot take effect after that answer. A host publishes
 format 2 only once the fleet's format is 2 (an `entry_format` entry, published once
 every host runs a release that knows it: playbooks/deploy.yml does at its end), so a
-rolling deploy never has an older host apply what a newer one refuses."""
+rolling deploy never has an older host apply what a newer one refuses. The same rule
+holds for a new operation: it comes with a new format (SINCE), and a host publishes it
+only once the fleet's format has reached it (publishable)."""
 
 from __future__ import annotations
 
@@ -48,6 +50,21 @@ _SHAPES: dict[str, Callable[[dict[str, Any]], object]] = {
 # What this release applies. A new operation is added here and in the store's plan; a
 # host of an older release that reads it stops (NeedsNewerRelease) instead of guessing.
 OPERATIONS = frozenset(_SHAPES)
+# The first entry format an operation belongs to, when it is not 1: a host publishes it
+# only once the fleet's format has reached it (every host can apply it).
+SINCE: dict[str, int] = {}
+
+
+def publishable(operation: str, fleet_format: int) -> str | None:
+    """Why this operation cannot be published yet in a fleet at fleet_format, or None."""
+    needed = SINCE.get(operation, 1)
+    if needed <= fleet_format:
+        return None
+    return (
+        f"operation {operation!r} needs the fleet's entry format {needed}; it is "
+        f"{fleet_format}: every host must run a release that reads it first (playbooks/"
+        "deploy.yml raises the format once they do). Nothing was applied"
+    )
 
 
 class NeedsNewerRelease(Exception):
