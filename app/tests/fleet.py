@@ -208,6 +208,14 @@ def on_the_stream(cluster: NatsCluster, root: Path, action, *, admin: bool = Tru
     return asyncio.run(run())
 
 
+def cluster_with_stream(root: Path) -> Iterator[NatsCluster]:
+    """A cluster and its stream (a module's fixture), closed after."""
+    cluster = NatsCluster.create(root / "nats")
+    create_stream(cluster, root / "admin")
+    yield cluster
+    cluster.close()
+
+
 def fresh_fleet(root: Path) -> Iterator[tuple[NatsCluster, list[Served]]]:
     """A fresh cluster, its stream and three hosts, for a test that breaks them."""
     cluster = NatsCluster.create(root / "nats")

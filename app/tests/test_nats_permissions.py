@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import nats
 import pytest
-from fleet import NatsCluster, admin_settings, create_stream
+from fleet import NatsCluster, admin_settings, cluster_with_stream
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from codegraph.replication.stream import connection_options
@@ -19,10 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[NatsCluster]:
-    nats_cluster = NatsCluster.create(tmp_path_factory.mktemp("nats"))
-    create_stream(nats_cluster, tmp_path_factory.mktemp("admin"))
-    yield nats_cluster
-    nats_cluster.close()
+    yield from cluster_with_stream(tmp_path_factory.mktemp("cluster"))
 
 
 def _as(cluster: NatsCluster, root, *, admin: bool, action) -> tuple[object, list[str]]:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import orjson
 import pytest
-from fleet import NatsCluster, create_stream, on_the_stream, start_replica, write_keys
+from fleet import NatsCluster, cluster_with_stream, on_the_stream, start_replica, write_keys
 
 from codegraph.engine import Engine
 from codegraph.settings import parse_settings
@@ -23,10 +23,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[NatsCluster]:
-    nats = NatsCluster.create(tmp_path_factory.mktemp("nats"))
-    create_stream(nats, tmp_path_factory.mktemp("admin"))
-    yield nats
-    nats.close()
+    yield from cluster_with_stream(tmp_path_factory.mktemp("cluster"))
 
 
 @pytest.fixture(scope="module")

@@ -66,16 +66,21 @@ class Applier:
         try:
             plan = store.plan(self.resolve(mutation, store), ts, seq, position)
         except CodeGraphError:
-            if log_refused and seq > self.oplog.last_lsn:
-                self.oplog.append(ts, mutation, seq)
+            if log_refused:
+                self.log_copy(seq, ts, mutation)
             raise
-        if seq > self.oplog.last_lsn:  # (re-applied after a crash: logged already)
-            self.oplog.append(ts, mutation, seq)
+        self.log_copy(seq, ts, mutation)
         store.commit(plan)
         self.writes += 1
         if mutation["op"] == "patch":  # the record as this entry left it (under the lock)
             return {**plan.result, "node": store.get_records([mutation["id"]])[0]}
         return plan.result
+
+    def log_copy(self, seq: int, ts: float, mutation: dict[str, Any]) -> None:
+        """Entry seq into the operation log, unless it is there already (an entry applied
+        again after a crash, or one the store has and the log lost)."""
+        if seq > self.oplog.last_lsn:
+            self.oplog.append(ts, mutation, seq)
 
     def replay(self, store: GraphStore, ts: float, mutation: dict[str, Any]) -> None:
         """Apply a logged entry to a state being rebuilt (point-in-time recovery)."""

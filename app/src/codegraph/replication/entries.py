@@ -73,7 +73,8 @@ class NeedsNewerRelease(Exception):
 
 @dataclass(frozen=True)
 class Entry:
-    ts: float  # when the publishing host took the write (its clock)
+    # (an entry's own "ts", its publishing host's clock, is not read: every host dates it
+    # by the stream's timestamp)
     # what to apply; for what is not an entry, {"op": "refused", "why": ...}, which the
     # store refuses (InvalidInput) and the operation log keeps as such
     mutation: dict[str, Any]
@@ -100,14 +101,12 @@ def decode(data: bytes, stored_at: float | None = None) -> Entry:
     try:
         entry = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return _refused(0.0, f"not a log entry ({len(data)} bytes that are not JSON)")
+        return _refused(f"not a log entry ({len(data)} bytes that are not JSON)")
     if not isinstance(entry, dict):
-        return _refused(0.0, "not a log entry (JSON, but not an object)")
-    ts = entry.get("ts")
+        return _refused("not a log entry (JSON, but not an object)")
     mutation = entry.get("m")
-    ts = float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else 0.0
     if not isinstance(mutation, dict) or not isinstance(mutation.get("op"), str):
-        return _refused(ts, "not a log entry (no operation)")
+        return _refused("not a log entry (no operation)")
     if mutation["op"] not in OPERATIONS:
         release = entry.get("r")
         needs = f"release {release} or later" if isinstance(release, str) else "a newer release"
@@ -122,13 +121,12 @@ def decode(data: bytes, stored_at: float | None = None) -> Entry:
         )
     problem = _shape_problem(mutation)
     if problem:
-        return _refused(ts, f"operation {mutation['op']!r} that no request could make: {problem}")
+        return _refused(f"operation {mutation['op']!r} that no request could make: {problem}")
     fingerprint = entry.get("f") if isinstance(entry.get("f"), str) else None
     deadline = entry.get("d")
     if isinstance(deadline, int | float) and stored_at is not None and stored_at > deadline:
-        late = Entry(ts, {"op": "late", "why": _late(stored_at, deadline)}, fingerprint)
-        return late
-    return Entry(ts, mutation, fingerprint)
+        return Entry({"op": "late", "why": _late(stored_at, deadline)}, fingerprint)
+    return Entry(mutation, fingerprint)
 
 
 def _shape_problem(mutation: dict[str, Any]) -> str | None:
@@ -159,5 +157,5 @@ def _late(stored_at: float, deadline: float) -> str:
     )
 
 
-def _refused(ts: float, why: str) -> Entry:
-    return Entry(ts, {"op": "refused", "why": f"entry refused: {why}"})
+def _refused(why: str) -> Entry:
+    return Entry({"op": "refused", "why": f"entry refused: {why}"})

@@ -371,8 +371,7 @@ class JetStreamLog:
                         )
                         return
                     if seq <= applier.applied.seq:  # in the store already: the log's copy only
-                        if seq > applier.oplog.last_lsn:
-                            applier.oplog.append(ts, mutation, seq)
+                        applier.log_copy(seq, ts, mutation)
                         return
                     try:
                         outcome = applier.apply_locked(
