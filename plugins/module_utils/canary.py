@@ -30,32 +30,32 @@ PER_ROUTE = ("error_ratio", "latency_p95", "latency_p99")
 
 
 def _selector(instances):
-    return 'instance=~"%s"' % "|".join(sorted(instances))
+    return 'instance=~"{}"'.format("|".join(sorted(instances)))
 
 
 def queries(window, instances):
     """PromQL for every check over window (e.g. '60s') for a set of instances: per
     route ({handler: value}) for the per-route checks, one number for the others;
     'requests' gives each route's request count (the verdict's minimum)."""
-    where = _selector(instances)
-    rate = "sum by (handler) (increase(http_requests_total{%s%%s}[%s]))" % (where, window)
-    buckets = "sum by (handler, le) (rate(http_request_duration_seconds_bucket{%s}[%s]))" % (
-        where,
-        window,
-    )
+    hosts = _selector(instances)
+    service = f'job="codegraph", {hosts}'
+
+    def over(metric, labels=hosts):
+        return f"{metric}{{{labels}}}[{window}]"
+
+    requests = f"sum by (handler) (increase({over('http_requests_total')}))"
+    failed = hosts + ', code=~"5.."'
+    errors = f"sum by (handler) (increase({over('http_requests_total', failed)}))"
+    buckets = f"sum by (handler, le) (rate({over('http_request_duration_seconds_bucket')}))"
     return {
-        "requests": rate % "",
-        "error_ratio": "(%s) / (%s)" % (rate % ', code=~"5.."', rate % ""),
-        "latency_p95": "histogram_quantile(0.95, %s)" % buckets,
-        "latency_p99": "histogram_quantile(0.99, %s)" % buckets,
-        "refused_entries": "sum(increase(codegraph_replication_refused_entries_total{%s}[%s]))"
-        % (where, window),
-        "lag_entries": "max(max_over_time(codegraph_replication_lag_entries{%s}[%s]))"
-        % (where, window),
-        "restarts": "sum(changes(process_start_time_seconds{job=\"codegraph\", %s}[%s]))"
-        % (where, window),
-        "memory_growth": "max(delta(process_resident_memory_bytes{job=\"codegraph\", %s}[%s]))"
-        % (where, window),
+        "requests": requests,
+        "error_ratio": f"({errors}) / ({requests})",
+        "latency_p95": f"histogram_quantile(0.95, {buckets})",
+        "latency_p99": f"histogram_quantile(0.99, {buckets})",
+        "refused_entries": f"sum(increase({over('codegraph_replication_refused_entries_total')}))",
+        "lag_entries": f"max(max_over_time({over('codegraph_replication_lag_entries')}))",
+        "restarts": f"sum(changes({over('process_start_time_seconds', service)}))",
+        "memory_growth": f"max(delta({over('process_resident_memory_bytes', service)}))",
     }
 
 
@@ -66,7 +66,7 @@ def judge(check, scope, batch, baseline, threshold, requests=None, min_requests=
     row = {"check": check, "scope": scope, "batch": batch, "baseline": baseline}
     if batch is None or (requests is not None and requests < min_requests):
         row.update(limit=None, verdict=INCONCLUSIVE)
-        row["why"] = "no data" if batch is None else "%d requests < %d" % (requests, min_requests)
+        row["why"] = "no data" if batch is None else f"{requests:.0f} requests < {min_requests}"
         return row
     base = baseline or 0.0
     limit = max(base * relative, base + absolute)
@@ -115,15 +115,16 @@ def verdict(rows):
 def markdown(rows, batch_name):
     """The table an operator reads."""
     lines = [
-        "| Check | Scope | Batch (%s) | Baseline | Limit | Verdict |" % batch_name,
+        f"| Check | Scope | Batch ({batch_name}) | Baseline | Limit | Verdict |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
         shown = [_number(row[name]) for name in ("batch", "baseline", "limit")]
-        verdict_shown = row["verdict"] + (" (%s)" % row["why"] if row.get("why") else "")
+        verdict_shown = row["verdict"] + (" ({})".format(row["why"]) if row.get("why") else "")
         lines.append(
-            "| %s | %s | %s | %s | %s | %s |"
-            % (row["check"], row["scope"], shown[0], shown[1], shown[2], verdict_shown)
+            "| {} | {} | {} | {} | {} | {} |".format(
+                row["check"], row["scope"], shown[0], shown[1], shown[2], verdict_shown
+            )
         )
     return "\n".join(lines)
 
@@ -131,4 +132,4 @@ def markdown(rows, batch_name):
 def _number(value):
     if value is None:
         return "-"
-    return ("%.4g" % value) if isinstance(value, float) else str(value)
+    return (f"{value:.4g}") if isinstance(value, float) else str(value)
