@@ -99,7 +99,6 @@ from urllib.parse import urlencode
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
-
 from ansible_collections.codegraph.ops.plugins.module_utils.canary import (
     PER_ROUTE,
     analyse,
