@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # Copyright: CodeGraph Ops
-# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Compare a batch of hosts on a new release with the hosts on the old one, in Prometheus."""
+# Apache License 2.0 (see LICENSE)
+"""Judge a batch of hosts on a new release against the hosts on the old one, in Prometheus."""
 
 from __future__ import annotations
 
@@ -12,18 +12,30 @@ version_added: 3.0.0
 description:
   - Asks Prometheus, over one window, for the batch's hosts and the baseline's - the 5xx
     ratio and the 95th and 99th percentile of answer time per route, the replication
-    applier's refused entries and lag, restarts of the service and the growth of its
-    memory - and judges each check against the baseline.
+    applier's refused entries and its lag, restarts of the service and the growth of its
+    resident memory - and judges each check against the baseline.
+  - The window runs from O(since) (when the batch went back behind the load balancer on
+    the new release) to O(until) (now by default), so retrying the task (C(until)) judges a
+    longer window each time.
   - A check fails when the batch's value exceeds the baseline's by more than its relative
     factor and by more than its absolute margin. A route with fewer than O(min_requests)
-    requests in the window is inconclusive; with no route judged, the verdict is
-    inconclusive.
-  - Read-only; runs on the controller (C(delegate_to) localhost) and supports check mode.
-  - Any query that fails makes the module fail (fail closed) - a rollout must not go on
-    without its analysis.
+    requests on the batch is inconclusive; the verdict is inconclusive while a route that
+    is busy on the baseline (O(min_requests) per host) is below it on the batch, or when
+    no route could be judged.
+  - Fails closed - Prometheus unreachable, a refused login or a query that fails makes the
+    module fail, so a rollout cannot go on without its analysis.
+  - Read-only; runs on the controller (C(delegate_to: localhost)).
+author: CodeGraph Ops (@codegraph-ops)
+attributes:
+  check_mode:
+    support: full
+    description: Only reads; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing is changed.
 options:
   prometheus_url:
-    description: Prometheus' base URL, e.g. https://ops.example.com:9090.
+    description: Prometheus' base URL, e.g. V(https://ops1.example.com:9090).
     type: str
     required: true
   username:
@@ -33,58 +45,77 @@ options:
     description: Its password.
     type: str
   ca_path:
-    description: The CA Prometheus' certificate chains to.
+    description: The CA Prometheus' certificate chains to (the fleet CA).
     type: path
   batch:
-    description: The inventory names (the C(instance) label) of the hosts on the new release.
+    description: The C(instance) labels (inventory names) of the hosts on the new release.
     type: list
     elements: str
     required: true
   baseline:
-    description: The hosts on the old release over the same window.
+    description:
+      - The hosts still on the old release, judged over the same window.
+      - Empty when the whole fleet is in the batch - the baseline is then the batch's own
+        hosts over a window as long ending at O(baseline_until) (before they switched).
     type: list
     elements: str
+    default: []
+  since:
+    description: Unix time at which the batch took traffic on the new release.
+    type: float
     required: true
-  window:
-    description: The window, as Prometheus reads a duration (C(60s), C(5m)).
-    type: str
-    default: 60s
+  until:
+    description: Unix time at which the window ends; now when not given.
+    type: float
+  baseline_until:
+    description:
+      - Unix time at which the baseline's window ends; O(until) when not given.
+      - Required when O(baseline) is empty.
+    type: float
   thresholds:
     description:
-      - Per check, C([relative, absolute]) replacing the default. Checks - C(error_ratio)
-        (2.0, 0.01), C(latency_p95) (1.5, 0.05 s), C(latency_p99) (1.5, 0.1 s),
-        C(refused_entries) (1.0, 0), C(lag_entries) (2.0, 50), C(restarts) (1.0, 0),
-        C(memory_growth) (1.5, 64 MiB).
+      - Per check, C(relative) and/or C(absolute) replacing the defaults. Checks and
+        defaults (relative, absolute) - C(error_ratio) (2.0, 0.01), C(latency_p95)
+        (1.5, 0.05 s), C(latency_p99) (1.5, 0.1 s), C(refused_entries) (1.0, 0),
+        C(lag_entries) (2.0, 50), C(restarts) (1.0, 0), C(memory_growth) (2.0, 256 MiB).
     type: dict
     default: {}
   min_requests:
-    description: Requests a route needs in the window to be judged.
+    description: Requests a route needs on the batch in the window to be judged.
     type: int
     default: 50
-author: CodeGraph Ops
+  timeout:
+    description: Seconds to wait for each answer of Prometheus.
+    type: float
+    default: 10
 """
 
 EXAMPLES = r"""
 - name: Judge the canary against the rest of the fleet
   codegraph.ops.canary_analysis:
     prometheus_url: "https://{{ groups['monitoring'][0] }}:9090"
-    username: scrape
+    username: prometheus
     password: "{{ monitoring_scrape_password }}"
-    ca_path: /etc/codegraph/ca.crt
+    ca_path: "{{ codegraph_tls_secrets_dir }}/ca.crt"
     batch: [app1]
     baseline: [app2, app3]
-    window: 60s
+    since: "{{ canary_enabled_at }}"
   delegate_to: localhost
   register: analysis
+  until: analysis.verdict != 'inconclusive'
+  retries: 10
+  delay: 30
 """
 
 RETURN = r"""
 verdict:
-  description: pass, fail or inconclusive.
+  description: V(pass), V(fail) or V(inconclusive).
   type: str
   returned: always
 rows:
-  description: One per check and route - check, scope, batch, baseline, limit, verdict.
+  description:
+    - One per check (and route) - check, scope (a route or C(hosts)), batch, baseline,
+      limit (what the batch had to stay under), verdict and, when inconclusive, why.
   type: list
   elements: dict
   returned: always
@@ -92,9 +123,15 @@ table:
   description: The rows as a Markdown table.
   type: str
   returned: always
+window:
+  description: Seconds of traffic judged.
+  type: int
+  returned: always
 """
 
 import json
+import math
+import time
 from urllib.parse import urlencode
 
 from ansible.module_utils.basic import AnsibleModule
@@ -104,35 +141,46 @@ from ansible_collections.codegraph.ops.plugins.module_utils.canary import (
     analyse,
     markdown,
     queries,
+    thresholds_with,
     verdict,
 )
 
 
-def _query(module, promql, per_route):
-    """The instant query's answer: {handler: value} per route, else one number."""
+def _query(module, promql, at, by_route):
+    """The instant query's answer at time `at`: {handler: value} by route, else one
+    number (None when nothing matched)."""
     params = module.params
-    url = params["prometheus_url"].rstrip("/") + "/api/v1/query?" + urlencode({"query": promql})
+    url = params["prometheus_url"].rstrip("/") + "/api/v1/query"
     try:
-        answer = json.load(
-            open_url(
-                url,
-                url_username=params["username"],
-                url_password=params["password"],
-                force_basic_auth=bool(params["username"]),
-                ca_path=params["ca_path"],
-                timeout=10,
-            )
+        response = open_url(
+            url,
+            method="POST",
+            data=urlencode({"query": promql, "time": f"{at:.3f}"}),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            url_username=params["username"],
+            url_password=params["password"],
+            force_basic_auth=bool(params["username"]),
+            ca_path=params["ca_path"],
+            timeout=params["timeout"],
         )
+        answer = json.loads(response.read())
     except Exception as error:  # unreachable, refused, not JSON: the rollout stops
-        module.fail_json(msg=f"Prometheus did not answer {promql!r}: {error}")
+        module.fail_json(msg=f"Prometheus at {params['prometheus_url']} did not answer: {error}")
     if answer.get("status") != "success":
         module.fail_json(msg=f"Prometheus refused {promql!r}: {answer.get('error')}")
     found = {}
     for sample in answer["data"]["result"]:
         value = float(sample["value"][1])
-        if value == value:  # NaN: no requests, no ratio
+        if not math.isnan(value):  # NaN: no requests, so no ratio or quantile
             found[sample["metric"].get("handler", "")] = value
-    return found if per_route else found.get("")
+    return found if by_route else found.get("")
+
+
+def _results(module, hosts, window, at):
+    return {
+        check: _query(module, promql, at, check in PER_ROUTE or check == "requests")
+        for check, promql in queries(f"{window}s", hosts).items()
+    }
 
 
 def main():
@@ -143,30 +191,46 @@ def main():
             "password": {"type": "str", "no_log": True},
             "ca_path": {"type": "path"},
             "batch": {"type": "list", "elements": "str", "required": True},
-            "baseline": {"type": "list", "elements": "str", "required": True},
-            "window": {"type": "str", "default": "60s"},
+            "baseline": {"type": "list", "elements": "str", "default": []},
+            "since": {"type": "float", "required": True},
+            "until": {"type": "float"},
+            "baseline_until": {"type": "float"},
             "thresholds": {"type": "dict", "default": {}},
             "min_requests": {"type": "int", "default": 50},
+            "timeout": {"type": "float", "default": 10},
         },
         supports_check_mode=True,
     )
     params = module.params
-    if not params["baseline"]:
-        module.fail_json(msg="baseline is empty: there is nothing to compare the batch with")
-    results = {}
-    for side in ("batch", "baseline"):
-        asked = queries(params["window"], params[side])
-        results[side] = {
-            check: _query(module, promql, check in PER_ROUTE or check == "requests")
-            for check, promql in asked.items()
-        }
-    thresholds = {name: tuple(value) for name, value in params["thresholds"].items()}
-    rows = analyse(results["batch"], results["baseline"], thresholds, params["min_requests"])
+    if not params["batch"]:
+        module.fail_json(msg="batch is empty: there is no host to judge")
+    if not params["baseline"] and params["baseline_until"] is None:
+        module.fail_json(
+            msg="baseline is empty and baseline_until not given: nothing to compare the batch with"
+        )
+    try:
+        thresholds = thresholds_with(params["thresholds"])
+    except ValueError as error:
+        module.fail_json(msg=f"thresholds: {error}")
+    until = params["until"] if params["until"] is not None else time.time()
+    window = int(until - params["since"])
+    if window < 1:
+        module.fail_json(msg=f"the window ends {until - params['since']:.1f} s after it starts")
+    baseline_hosts = params["baseline"] or params["batch"]
+    baseline_until = params["baseline_until"] if params["baseline_until"] is not None else until
+    rows = analyse(
+        _results(module, params["batch"], window, until),
+        _results(module, baseline_hosts, window, baseline_until),
+        thresholds,
+        params["min_requests"],
+        hosts=(len(params["batch"]), len(baseline_hosts)),
+    )
     module.exit_json(
         changed=False,
         verdict=verdict(rows),
         rows=rows,
         table=markdown(rows, ", ".join(params["batch"])),
+        window=window,
     )
 
 
