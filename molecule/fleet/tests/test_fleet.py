@@ -9,9 +9,11 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
+import pytest
 from consumer import (
     PUBLISHED,
     STATE,
@@ -113,6 +115,15 @@ def test_rolling_deploy_of_a_new_release_fails_no_request():
             == "/opt/codegraph/releases/1.0.0"
         )
         assert len(api(name, "GET", "/backup")["backups"]) >= 1  # the backup before the switch
+    # each batch judged against the hosts still on 1.0.0 (the last against itself before
+    # the switch), every verdict kept
+    report = _report("deploy", "1.0.1")
+    assert report["verdict"] == "pass" and "rolled_back" not in report, report
+    assert [batch["verdict"] for batch in report["batches"]] == ["pass"] * 3, report
+    assert [len(batch["baseline"]) for batch in report["batches"]] == [2, 1, 0]
+    for batch in report["batches"]:
+        judged = {row["check"] for row in batch["rows"] if row["verdict"] == "pass"}
+        assert {"error_ratio", "latency_p99", "restarts", "memory_growth"} <= judged, batch
 
 
 def test_maintenance_window_fails_no_request():
@@ -155,18 +166,14 @@ def test_api_key_rotation_without_a_401_after_clients_switch():
         assert api(name, "GET", "/stats", key=new_key)["total_nodes"] >= 200
 
 
-def _broken_release(workdir: Path, version: str) -> Path:
-    """A release of `version` whose service refuses to start."""
+def _release(workdir: Path, version: str, module: str, old: str, new: str) -> Path:
+    """A release of `version` built from this checkout's app with `old` replaced by `new`
+    in `module` (under src/codegraph/); the wheels of 1.0.1 for everything else."""
     source = workdir / "src"
     shutil.copytree(TOP / "app", source, ignore=shutil.ignore_patterns("tests", "*.egg-info"))
-    module = source / "src/codegraph/cli/api.py"
-    module.write_text(
-        module.read_text().replace(
-            "def serve(config_path: str, settings: Settings) -> int:\n",
-            "def serve(config_path: str, settings: Settings) -> int:\n"
-            "    raise SystemExit('this release is broken on purpose')\n",
-        )
-    )
+    changed = source / "src/codegraph" / module
+    assert old in changed.read_text(), f"{module} no longer has the line this test changes"
+    changed.write_text(changed.read_text().replace(old, new))
     pyproject = source / "pyproject.toml"
     pyproject.write_text(
         pyproject.read_text().replace('version = "1.0.0"', f'version = "{version}"')
@@ -197,6 +204,18 @@ def _broken_release(workdir: Path, version: str) -> Path:
     with tarfile.open(artifact, "w:gz") as out:
         out.add(stage, arcname=stage.name)
     return artifact
+
+
+def _broken_release(workdir: Path, version: str) -> Path:
+    """A release of `version` whose service refuses to start."""
+    serve = "def serve(config_path: str, settings: Settings) -> int:\n"
+    return _release(
+        workdir,
+        version,
+        "cli/api.py",
+        serve,
+        serve + "    raise SystemExit('this release is broken on purpose')\n",
+    )
 
 
 def test_hotfix_that_never_gets_healthy_rolls_back_the_canary_only(tmp_path):
@@ -237,6 +256,104 @@ def test_hotfix_with_a_wrong_checksum_touches_no_host(tmp_path):
     assert "PLAY [Roll out the hotfix" not in result.stdout  # stopped on the controller
     assert release_state() == before
     assert not list(RELEASES.glob("codegraph-1.0.3.tar.gz*"))
+
+
+REPORTS = STATE / "reports/rollouts"  # the canary analysis' verdicts (codegraph_canary)
+SEARCH = (  # the line of api/search.py that answers GET /search
+    "    return graph_search.search("
+    "engine, query=q, mode=mode, k=k, kind=kind, ef_search=ef_search)\n"
+)
+FAILING_SHARE = 0.2  # of the bad release's GET /search answers
+
+
+def _report(rollout: str, version: str) -> dict:
+    """The newest report of that rollout, its Markdown beside it."""
+    found = sorted(REPORTS.glob(f"*-{rollout}-{version}.json"))
+    assert found, f"no report of {rollout} {version} in {REPORTS}"
+    assert found[-1].with_suffix(".md").is_file()
+    return json.loads(found[-1].read_text())
+
+
+@pytest.fixture(scope="module")
+def healthy_but_wrong(tmp_path_factory) -> tuple[Path, str]:
+    """Release 1.0.4: healthy, but one GET /search in five answers 500 (an unhandled
+    error), as a release with a bug in one route would."""
+    artifact = _release(
+        tmp_path_factory.mktemp("bad"),
+        "1.0.4",
+        "api/search.py",
+        SEARCH,
+        "    import random\n\n"
+        f"    if random.random() < {FAILING_SHARE}:\n"
+        "        raise RuntimeError('this release fails one search in five on purpose')\n" + SEARCH,
+    )
+    yield artifact, hashlib.sha256(artifact.read_bytes()).hexdigest()
+    for leftover in RELEASES.glob("codegraph-1.0.4.tar.gz*"):
+        leftover.unlink()
+
+
+def _hotfix(artifact: Path, digest: str) -> subprocess.CompletedProcess:
+    return playbook("hotfix", "-e", f"hotfix_artifact={artifact}", "-e", f"hotfix_sha256={digest}")
+
+
+def test_a_healthy_release_failing_one_route_is_stopped_at_the_canary_and_rolled_back(
+    healthy_but_wrong,
+):
+    with under_load() as (summary, _):
+        result = _hotfix(*healthy_but_wrong)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "The canary analysis failed (error_ratio on /search" in output, output[-3000:]
+    touched = [name for name in APPS if host(name).file("/opt/codegraph/releases/1.0.4").exists]
+    assert len(touched) == 1, touched  # only the canary
+    assert [served_version(name) for name in APPS] == ["1.0.1"] * 3
+    report = _report("hotfix", "1.0.4")
+    assert report["verdict"] == "fail" and report["rolled_back"] == touched, report
+    [canary] = report["batches"]
+    assert canary["hosts"] == touched and canary["baseline"] == sorted(set(APPS) - set(touched))
+    failed = [(row["check"], row["scope"]) for row in canary["rows"] if row["verdict"] == "fail"]
+    assert ("error_ratio", "/search") in failed, canary["table"]
+    # the clients saw the bug only from the canary, while it served: its share of the
+    # traffic (one host of three) of the failing share of GET /search, and no other error
+    failures = {f"{f['outcome']} {f['path'].split('?')[0]}" for f in summary["failures"]}
+    assert failures == {"500 GET /search"}, summary["failures"][:10]
+    bound = summary["by_route"]["GET /search"] * FAILING_SHARE / len(APPS)
+    assert 0 < summary["failure_count"] <= bound * 1.5, (summary["failure_count"], bound)
+    every_acknowledged_write_everywhere(summary)
+
+
+def test_prometheus_unreachable_stops_the_rollout_after_the_canary(healthy_but_wrong):
+    """Prometheus answers when the rollout starts and stops once the canary has switched:
+    its analysis cannot be made, so the canary goes back and no other host is touched."""
+    switched: set[str] = set()
+    done = threading.Event()
+
+    def stop_prometheus_once_the_canary_switched() -> None:
+        while not done.is_set():
+            for name in APPS:
+                if host(name).check_output("readlink /opt/codegraph/current").endswith("1.0.4"):
+                    switched.add(name)
+            if switched:
+                host("cg-fleet-ops").check_output("systemctl stop prometheus")
+                return
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=stop_prometheus_once_the_canary_switched)
+    watcher.start()
+    try:
+        result = _hotfix(*healthy_but_wrong)
+    finally:
+        done.set()
+        watcher.join()
+        host("cg-fleet-ops").check_output("systemctl start prometheus")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert len(switched) == 1, switched
+    assert "The canary analysis failed (not judged: Prometheus at" in output, output[-3000:]
+    assert "did not answer" in output
+    assert [served_version(name) for name in APPS] == ["1.0.1"] * 3
+    report = _report("hotfix", "1.0.4")
+    assert report["rolled_back"] == sorted(switched) and len(report["batches"]) == 1, report
 
 
 def _ready(name: str, timeout: float = 180) -> None:
