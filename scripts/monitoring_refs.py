@@ -106,7 +106,8 @@ def dashboards() -> dict[str, dict]:
 
 
 def expressions() -> list[tuple[str, str]]:
-    """(where, expression) for every rule and every dashboard query, variables substituted."""
+    """(where, expression) for every rule, dashboard query and annotation query, variables
+    substituted."""
     found = [
         (rule.get("alert") or rule["record"], rule["expr"])
         for group in rule_groups()
@@ -116,6 +117,10 @@ def expressions() -> list[tuple[str, str]]:
         for panel in dashboard["panels"]:
             for target in panel.get("targets", []):  # (a row has none)
                 found.append((f"{uid}: {panel['title']}", substitute(target["expr"])))
+        for annotation in dashboard.get("annotations", {}).get("list", []):
+            found.append(
+                (f"{uid}: annotation {annotation['name']}", substitute(annotation["expr"]))
+            )
     return found
 
 

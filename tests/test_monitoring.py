@@ -149,6 +149,20 @@ def test_the_four_runbook_dashboards_have_its_panels():
     } <= titles["codegraph-database"]
 
 
+def test_the_overview_marks_when_each_host_started_serving_a_release():
+    """Every rollout shows on the overview's graphs: the service's build-info metric
+    carries its version, and an annotation marks a host's first minutes on a version."""
+    overview = monitoring_refs.dashboards()["codegraph-overview"]
+    [release] = [a for a in overview["annotations"]["list"] if a["name"] == "Releases"]
+    assert release["enable"] and "codegraph_build_info" in release["expr"]
+    assert "by (instance, version)" in release["expr"] and " unless " in release["expr"]
+    assert "{{version}}" in release["titleFormat"] and "{{instance}}" in release["titleFormat"]
+    assert (
+        "codegraph-overview: annotation Releases",
+        monitoring_refs.substitute(release["expr"]),
+    ) in (monitoring_refs.expressions())
+
+
 def test_every_expression_parses(tmp_path):
     """promtool parses each expression (as a recording rule), variables substituted."""
     rules = [

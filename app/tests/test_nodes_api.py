@@ -255,3 +255,27 @@ def test_an_idempotency_key_answers_its_own_request_only(client):
         assert "used for a different request" in reused.json()["detail"]
     assert client.get("/nodes/idem:a").status_code == 200
     assert client.get("/nodes/idem:b").status_code == 404
+
+
+def test_a_route_whose_handler_raises_counts_its_500_against_that_route(
+    engine, settings, monkeypatch
+):
+    """An unhandled error is answered 500 outside the route; the request metrics must
+    still name the route (not '(unmatched)'), or a release failing one route is invisible
+    per route (the canary analysis judges routes)."""
+    from codegraph import search as graph_search
+    from codegraph.api.app import create_app
+    from codegraph.auth import ApiKeys
+    from fastapi.testclient import TestClient
+    from prometheus_client import REGISTRY
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("a bug in this route")
+
+    labels = {"method": "GET", "handler": "/search", "code": "500"}
+    before = REGISTRY.get_sample_value("http_requests_total", labels) or 0
+    monkeypatch.setattr(graph_search, "search", failing)
+    app = create_app(engine, ApiKeys(settings.auth.keys_file))
+    with TestClient(app, headers=AUTH, raise_server_exceptions=False) as client:
+        assert client.get("/search?q=x&mode=text").status_code == 500
+    assert REGISTRY.get_sample_value("http_requests_total", labels) == before + 1

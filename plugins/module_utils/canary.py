@@ -145,7 +145,8 @@ def markdown(rows, batch_name):
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        shown = [_number(row[name]) for name in ("batch", "baseline", "limit")]
+        unit = 1048576.0 if row["check"] == "memory_growth" else None  # shown in MiB
+        shown = [_number(row[name], unit) for name in ("batch", "baseline", "limit")]
         verdict_shown = row["verdict"] + (" ({})".format(row["why"]) if row.get("why") else "")
         lines.append(
             "| {} | {} | {} | {} | {} | {} |".format(
@@ -155,7 +156,9 @@ def markdown(rows, batch_name):
     return "\n".join(lines)
 
 
-def _number(value):
+def _number(value, unit=None):
     if value is None:
         return "-"
+    if unit:
+        return f"{value / unit:.1f} MiB"
     return (f"{value:.4g}") if isinstance(value, float) else str(value)

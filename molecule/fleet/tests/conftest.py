@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import pytest
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from consumer import TOP, api_key, run  # the operator's controller
+from consumer import INVENTORY, TOP, api_key, run  # the operator's controller
 
 APPS = ["cg-fleet-app1", "cg-fleet-app2", "cg-fleet-app3"]
 SEEDED = [f"function:src/seed.py:handler_{i}" for i in range(200)]
@@ -31,6 +35,22 @@ def api(name: str, method: str, path: str, body: dict | None = None, key: str | 
         f"{data} 'https://localhost:8080{path}'"
     )
     return json.loads(out) if out else None
+
+
+def prometheus(path: str, **params: object) -> dict:
+    """An answer of the ops host's Prometheus, asked from the controller as the canary
+    analysis asks it (TLS verified against the fleet CA, basic auth)."""
+    secrets = INVENTORY / ".secrets"
+    password = (secrets / "monitoring_scrape_password").read_text().strip()
+    request = urllib.request.Request(
+        f"https://10.88.210.14:9090{path}?{urllib.parse.urlencode(params)}",
+        headers={
+            "Authorization": "Basic " + base64.b64encode(f"prometheus:{password}".encode()).decode()
+        },
+    )
+    context = ssl.create_default_context(cafile=str(secrets / "tls/ca.crt"))
+    with urllib.request.urlopen(request, context=context, timeout=10) as answer:  # noqa: S310
+        return json.load(answer)
 
 
 def served_version(name: str) -> str:

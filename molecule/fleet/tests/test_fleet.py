@@ -33,6 +33,7 @@ from conftest import (
     listed,
     no_failures,
     playbook,
+    prometheus,
     release_state,
     served_version,
     under_load,
@@ -97,6 +98,7 @@ def test_rolling_deploy_of_a_new_release_fails_no_request():
     """From the operator's controller: the installed collection, plain Ansible, the new
     release fetched from where the project publishes it."""
     subprocess.run([TOP / "scripts/build-release.sh", "1.0.1"], check=True, capture_output=True)
+    started = time.time()
     with under_load() as (summary, _):
         result = run("deploy", "-e", "codegraph_version=1.0.1")
     assert result.returncode == 0, result.stdout[-5000:]
@@ -124,6 +126,15 @@ def test_rolling_deploy_of_a_new_release_fails_no_request():
     for batch in report["batches"]:
         judged = {row["check"] for row in batch["rows"] if row["verdict"] == "pass"}
         assert {"error_ratio", "latency_p99", "restarts", "memory_growth"} <= judged, batch
+    # the overview dashboard's release marks: each host's first minutes on 1.0.1
+    overview = json.loads((TOP / "files/dashboards/codegraph-overview.json").read_text())
+    [marks] = overview["annotations"]["list"]
+    expr = marks["expr"].replace("$job", "codegraph").replace("$instance", ".*")
+    found = prometheus(
+        "/api/v1/query_range", query=expr, start=started, end=time.time(), step=marks["step"]
+    )["data"]["result"]
+    marked = {m["metric"]["instance"] for m in found if m["metric"]["version"] == "1.0.1"}
+    assert marked == set(APPS), found
 
 
 def test_maintenance_window_fails_no_request():

@@ -152,10 +152,12 @@ class ServiceMiddleware:
                     )
                     return
             await self.app(scope, receive, send_and_note)
-            route = scope.get("route")
-            if route is not None:
-                handler = route.path
         finally:
+            # the route's template, also when its handler raised (answered 500 further
+            # out): a failing route must count against that route (the canary analysis)
+            route = scope.get("route")
+            if handler == "(unmatched)" and route is not None:
+                handler = route.path
             metrics.HTTP_CONCURRENT.dec()
             self._observe(scope["method"], handler, status, time.perf_counter() - started)
 

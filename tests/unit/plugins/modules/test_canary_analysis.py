@@ -201,6 +201,7 @@ def test_one_route_answering_500_to_one_request_in_ten_fails_that_route(promethe
     assert [(row["check"], row["scope"]) for row in failed] == [("error_ratio", "/search")]
     assert failed[0]["batch"] == pytest.approx(0.1, rel=0.05) and failed[0]["baseline"] == 0
     assert "| error_ratio | /search | 0.1 | 0 | 0.01 | fail |" in result["table"]
+    assert "| memory_growth | hosts | 0.0 MiB | 0.0 MiB | 256.0 MiB | pass |" in result["table"]
 
 
 def test_too_little_traffic_is_inconclusive(prometheus):
