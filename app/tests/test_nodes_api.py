@@ -263,11 +263,12 @@ def test_a_route_whose_handler_raises_counts_its_500_against_that_route(
     """An unhandled error is answered 500 outside the route; the request metrics must
     still name the route (not '(unmatched)'), or a release failing one route is invisible
     per route (the canary analysis judges routes)."""
+    from fastapi.testclient import TestClient
+    from prometheus_client import REGISTRY
+
     from codegraph import search as graph_search
     from codegraph.api.app import create_app
     from codegraph.auth import ApiKeys
-    from fastapi.testclient import TestClient
-    from prometheus_client import REGISTRY
 
     def failing(*args, **kwargs):
         raise RuntimeError("a bug in this route")

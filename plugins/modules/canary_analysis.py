@@ -24,7 +24,7 @@ description:
     no route could be judged.
   - Fails closed - Prometheus unreachable, a refused login or a query that fails makes the
     module fail, so a rollout cannot go on without its analysis.
-  - Read-only; runs on the controller (C(delegate_to: localhost)).
+  - "Read-only; runs on the controller (C(delegate_to: localhost))."
 author: CodeGraph Ops (@codegraph-ops)
 attributes:
   check_mode:

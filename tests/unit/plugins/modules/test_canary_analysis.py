@@ -23,11 +23,14 @@ import pytest
 
 COLLECTION = Path(__file__).resolve().parents[4]
 MODULE = COLLECTION / "plugins/modules/canary_analysis.py"
-PROMETHEUS, PROMTOOL = shutil.which("prometheus"), shutil.which("promtool")
-USER, PASSWORD = "prometheus", "canary-test"
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+USER = "prometheus"
+PASSWORD = "canary-test"
 # bcrypt of PASSWORD (Prometheus' web configuration takes only hashes): a test password
 PASSWORD_HASH = "$2b$04$KZX9uwGTyrW18ZrdKlNoPORdhW.fTPmE90L3bVJu0sGp50H7Qbn1m"
-STEP, SPAN = 5, 600  # a sample every 5 s over 10 minutes, ending an hour ago
+STEP = 5  # a sample every 5 s
+SPAN = 600  # over 10 minutes, ending an hour ago
 END = (int(time.time()) // 60) * 60 - 3600
 SWITCH = END - 300  # the canaries took traffic from here on
 
@@ -189,7 +192,9 @@ def test_a_canary_like_the_baseline_passes_every_check(prometheus):
     assert result["window"] == 300 and result["changed"] is False
     judged = {(row["check"], row["scope"]) for row in result["rows"]}
     assert ("error_ratio", "/search") in judged and ("latency_p99", "/nodes/{node_id}") in judged
-    assert {"refused_entries", "lag_entries", "restarts", "memory_growth"} <= {c for c, _ in judged}
+    assert {"refused_entries", "lag_entries", "restarts", "memory_growth"} <= {
+        check for check, scope in judged
+    }
     assert {row["verdict"] for row in result["rows"]} == {"pass"}, result["table"]
 
 
