@@ -237,6 +237,10 @@ def deploy(r: dict) -> list[str]:
         f"| whole `deploy.yml` (artifact check, staging on all hosts in parallel, rollout) "
         f"| {r['deploy_seconds_total']} | | | |",
         "",
+        "The rollout's own time: the canary analysis' windows, which wait by design "
+        "(`codegraph_canary_window` per batch), are left out "
+        "(`-e codegraph_canary_analysis=false`).",
+        "",
         f"Requests through HAProxy during the deploy: {r['requests']:,}, of which "
         f"{r['requests_ok']:,} answered 200 (outcomes {r['outcomes']}): "
         f"{'no failed request' if not failed else f'**{failed} failed**'}.",
