@@ -119,6 +119,7 @@ def test_too_little_traffic_is_judged_again_up_to_the_max_then_ends_the_rollout(
     assert report["verdict"] == "fail", report
     [batch] = report["batches"]  # app2 never judged: the rollout ended at app1
     assert batch["hosts"] == ["app1"] and batch["baseline"] == ["app2"]
+    assert time.time() - 60 < batch["since"] < time.time(), batch  # when it took traffic
     assert re.match(r"inconclusive after \d+ s \(too little traffic\)", batch["why"]), batch
     assert "| restarts | hosts | - | - | - | inconclusive (no data) |" in batch["table"]
     assert (tmp_path / "reports").glob("*-test-9.9.9.md")

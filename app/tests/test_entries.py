@@ -3,6 +3,8 @@ host decides from an entry, before it touches its store."""
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
@@ -126,3 +128,29 @@ def test_a_new_operation_is_published_only_once_the_fleet_s_format_reaches_it(mo
     assert publishable("merge_graphs", 3) is None and publishable("upsert", 1) is None
     problem = publishable("merge_graphs", 2)
     assert problem and "needs the fleet's entry format 3; it is 2" in problem
+
+
+def test_an_entry_is_dated_alike_however_a_host_reads_it():
+    """A host applies an entry as its consumer delivers it, or as it reads it from the
+    stream's leader by sequence (when its consumer lags); both must date it to the same
+    number, or the hosts' records differ (they did: nats-py rounds one and truncates the
+    other). The ack subject and the ISO time are what nats-server sends, parsed as
+    nats-py parses them."""
+    from nats.aio.msg import Msg
+    from nats.js.api import RawStreamMsg
+
+    from codegraph.replication.jetstream import _delivered_stored_at, _read_stored_at
+
+    differed = 0
+    for nanoseconds in range(1_764_730_000_123_456_000, 1_764_730_000_123_466_000, 37):
+        whole, fraction = divmod(nanoseconds, 1_000_000_000)
+        iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{fraction:09d}Z"
+        read = RawStreamMsg.from_response({"time": iso}).time
+        for reply in (  # the two layouts of the ack subject (without and with a domain)
+            f"$JS.ACK.codegraph.cg-app1.1.42.42.{nanoseconds}.0",
+            f"$JS.ACK._.ACCOUNTHASH.codegraph.cg-app1.1.42.42.{nanoseconds}.0.rnd",
+        ):
+            assert _delivered_stored_at(reply) == _read_stored_at(read), (reply, iso)
+        delivered = Msg.Metadata._from_reply(reply).timestamp
+        differed += delivered.timestamp() != read.timestamp()
+    assert differed > 0  # nats-py's own times: the disagreement this guards against

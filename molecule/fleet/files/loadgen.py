@@ -180,11 +180,14 @@ def main() -> None:
         thread.join()
     by_outcome: dict[str, int] = {}
     by_route: dict[str, int] = {}  # "GET /search", "GET /nodes/{node_id}", "POST /nodes", ...
-    for _, outcome, _, request in results:
+    per_second: dict[str, dict[int, int]] = {}  # route -> Unix second -> requests sent
+    for started, outcome, _, request in results:
         by_outcome[str(outcome)] = by_outcome.get(str(outcome), 0) + 1
         route = request.split("?")[0]
         route = "GET /nodes/{node_id}" if route.startswith("GET /nodes/") else route
         by_route[route] = by_route.get(route, 0) + 1
+        seconds = per_second.setdefault(route, {})
+        seconds[int(started)] = seconds.get(int(started), 0) + 1
     failures = [
         {"t": t, "outcome": str(o), "key": k, "path": p}
         for t, o, k, p in results
@@ -196,6 +199,7 @@ def main() -> None:
         "total": len(results),
         "by_outcome": by_outcome,
         "by_route": by_route,
+        "per_second": per_second,
         "failures": failures[:200],
         "failure_count": len(failures),
         "retryable_503": by_outcome.get("503-retry-after", 0),

@@ -23,6 +23,7 @@ threads talk to it through run_coroutine_threadsafe.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import queue
 import threading
@@ -259,7 +260,7 @@ class JetStreamLog:
         return {"stream": self.identity, "entry": entry_id or "", "at": stored_at}
 
     async def _delivered(self, message: Any) -> None:
-        stored_at = message.metadata.timestamp.timestamp()
+        stored_at = _delivered_stored_at(message.reply)
         seq = message.metadata.sequence.stream
         await self._enqueue(seq, _entry_id(message), message.data, stored_at)
 
@@ -310,7 +311,7 @@ class JetStreamLog:
             seq = self._queued_seq + 1
             try:
                 message = await self._js.get_msg(self.settings.stream, seq)
-                stored_at = message.time.timestamp()
+                stored_at = _read_stored_at(message.time)
                 await self._enqueue(
                     seq, _entry_id(message), message.data, stored_at, next_only=True
                 )
@@ -665,6 +666,30 @@ async def _answers(server: str, timeout: float = 1.0) -> bool:
         return False
     writer.close()
     return True
+
+
+# When the stream stored an entry dates it on every host (its records, the deadline, the
+# position), so each way of reading an entry must give the very same number: whole
+# microseconds since the epoch, truncated. (nats-py rounds a delivered message's
+# nanoseconds through a float but truncates a message read by sequence: 1 us apart for
+# about half the entries, which made a host that read some entries from the leader
+# differ from the others.)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def _delivered_stored_at(reply: str) -> float:
+    """From a consumer's delivery: its ack subject carries the stream's nanoseconds,
+    $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending> (9 tokens) or,
+    with a domain and an account before the stream, the ns as the 10th token."""
+    tokens = reply.split(".")
+    nanoseconds = int(tokens[7] if len(tokens) == 9 else tokens[9])
+    return (nanoseconds // 1000) / 1_000_000
+
+
+def _read_stored_at(stored: datetime.datetime) -> float:
+    """From a message read by its sequence (nats-py's datetime, truncated to microseconds)."""
+    return ((stored - _EPOCH) // _MICROSECOND) / 1_000_000
 
 
 def _entry_id(message: Any) -> str | None:
