@@ -179,6 +179,8 @@ def test_metric_name_extraction_is_not_fooled_by_labels_or_functions():
     expr = 'sum by (instance, le) (rate(x_bucket{job="a", code=~"5.."}[5m]))'
     names = monitoring_refs.metric_names(expr + " / on(instance) y > 2 * 3600")
     assert names == {"x_bucket", "y"}
+    shifted = 'group by (instance) (b{job="a"}) unless group by (instance) (b{job="a"} offset 2m)'
+    assert monitoring_refs.metric_names(shifted) == {"b"}
 
 
 def test_grafana_provisioning_files():
