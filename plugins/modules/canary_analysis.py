@@ -130,25 +130,31 @@ window:
 """
 
 import json
-import math
 import time
 from urllib.parse import urlencode
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 from ansible_collections.codegraph.ops.plugins.module_utils.canary import (
-    PER_ROUTE,
+    DEFAULT_PROBE_ROUTES,
     analyse,
-    markdown,
-    queries,
+    checks_with,
     thresholds_with,
     verdict,
 )
+from ansible_collections.codegraph.ops.plugins.module_utils.canary_promql import (
+    SOURCE,
+    links,
+    markdown,
+    parse,
+    side_queries,
+    side_results,
+)
 
 
-def _query(module, promql, at, by_route):
-    """The instant query's answer at time `at`: {handler: value} by route, else one
-    number (None when nothing matched)."""
+def _query(module, promql, at):
+    """The instant query's answer (a vector) at time `at`; fails the module (closed)
+    when Prometheus does not answer or refuses the query."""
     params = module.params
     url = params["prometheus_url"].rstrip("/") + "/api/v1/query"
     try:
@@ -165,22 +171,47 @@ def _query(module, promql, at, by_route):
         )
         answer = json.loads(response.read())
     except Exception as error:  # unreachable, refused, not JSON: the rollout stops
+        body = getattr(error, "read", None)
+        detail = ""
+        if body is not None and getattr(error, "code", 0) == 400:  # a query Prometheus refused
+            try:
+                detail = json.loads(body()).get("error", "")
+            except Exception:  # noqa: S110 - the error itself says enough then
+                pass
+        if detail:
+            module.fail_json(msg=f"Prometheus refused {promql!r}: {detail}")
         module.fail_json(msg=f"Prometheus at {params['prometheus_url']} did not answer: {error}")
     if answer.get("status") != "success":
         module.fail_json(msg=f"Prometheus refused {promql!r}: {answer.get('error')}")
-    found = {}
-    for sample in answer["data"]["result"]:
-        value = float(sample["value"][1])
-        if not math.isnan(value):  # NaN: no requests, so no ratio or quantile
-            found[sample["metric"].get("handler", "")] = value
-    return found if by_route else found.get("")
+    if answer["data"].get("resultType") == "scalar":
+        return [{"metric": {}, "value": answer["data"]["result"]}]
+    return answer["data"]["result"]
 
 
-def _results(module, hosts, window, at):
-    return {
-        check: _query(module, promql, at, check in PER_ROUTE or check == "requests")
-        for check, promql in queries(f"{window}s", hosts).items()
-    }
+def _side(module, hosts, window, at, checks):
+    """One side's results and the PromQL that gave them."""
+    queries = side_queries(hosts, window, _jobs(module.params), checks)
+    answers = {name: parse(_query(module, promql, at), keys) for name, (promql, keys) in queries.items()}
+    return side_results(answers), {name: promql for name, (promql, _) in queries.items()}
+
+
+def _jobs(params):
+    return {"service": params["service_job"], "lb": params["lb_job"], "backend": params["lb_backend"]}
+
+
+def _validated(module):
+    """The operator's thresholds and checks, or the module fails naming what is wrong."""
+    params = module.params
+    try:
+        thresholds_with(params["thresholds"], params["route_thresholds"])
+        checks = checks_with(params["checks"])
+    except ValueError as error:
+        module.fail_json(msg=f"thresholds or checks: {error}")
+    if not 0.5 <= params["confidence"] < 1:
+        module.fail_json(msg=f"confidence must be in [0.5, 1), not {params['confidence']}")
+    if not 0 <= params["busy_share"] <= 1:
+        module.fail_json(msg=f"busy_share must be in [0, 1], not {params['busy_share']}")
+    return checks
 
 
 def main():
@@ -192,11 +223,21 @@ def main():
             "ca_path": {"type": "path"},
             "batch": {"type": "list", "elements": "str", "required": True},
             "baseline": {"type": "list", "elements": "str", "default": []},
-            "since": {"type": "float", "required": True},
+            "since": {"type": "float"},
             "until": {"type": "float"},
             "baseline_until": {"type": "float"},
             "thresholds": {"type": "dict", "default": {}},
-            "min_requests": {"type": "int", "default": 50},
+            "route_thresholds": {"type": "dict", "default": {}},
+            "checks": {"type": "list", "elements": "dict", "default": []},
+            "confidence": {"type": "float", "default": 0.99},
+            "busy_share": {"type": "float", "default": 0.05},
+            "probe_routes": {"type": "list", "elements": "str", "default": list(DEFAULT_PROBE_ROUTES)},
+            "service_job": {"type": "str", "default": "codegraph"},
+            "lb_job": {"type": "str", "default": "haproxy"},
+            "lb_backend": {"type": "str", "default": "codegraph"},
+            "grafana_url": {"type": "str"},
+            "grafana_datasource": {"type": "str"},
+            "validate_only": {"type": "bool", "default": False},
             "timeout": {"type": "float", "default": 10},
         },
         supports_check_mode=True,
@@ -204,30 +245,51 @@ def main():
     params = module.params
     if not params["batch"]:
         module.fail_json(msg="batch is empty: there is no host to judge")
+    checks = _validated(module)
+    if params["validate_only"]:  # every query, the operator's too, parsed and run once now
+        _side(module, params["batch"], 60, time.time(), checks)
+        module.exit_json(changed=False, checks=[check["name"] for check in checks])
+    if params["since"] is None:
+        module.fail_json(msg="since is required: when the batch took traffic on the new release")
     if not params["baseline"] and params["baseline_until"] is None:
         module.fail_json(
             msg="baseline is empty and baseline_until not given: nothing to compare the batch with"
         )
-    try:
-        thresholds = thresholds_with(params["thresholds"])
-    except ValueError as error:
-        module.fail_json(msg=f"thresholds: {error}")
     until = params["until"] if params["until"] is not None else time.time()
     window = int(until - params["since"])
     if window < 1:
         module.fail_json(msg=f"the window ends {until - params['since']:.1f} s after it starts")
     baseline_hosts = params["baseline"] or params["batch"]
     baseline_until = params["baseline_until"] if params["baseline_until"] is not None else until
+    batch, batch_queries = _side(module, params["batch"], window, until, checks)
+    baseline, baseline_queries = _side(module, baseline_hosts, window, baseline_until, checks)
     rows = analyse(
-        _results(module, params["batch"], window, until),
-        _results(module, baseline_hosts, window, baseline_until),
-        thresholds,
-        params["min_requests"],
-        hosts=(len(params["batch"]), len(baseline_hosts)),
+        batch,
+        baseline,
+        params["batch"],
+        params["thresholds"],
+        params["route_thresholds"],
+        checks,
+        params["confidence"],
+        params["probe_routes"],
     )
+    for row in rows:
+        source = SOURCE.get(row["check"], row["check"])
+        source = source if source in batch_queries else "custom:" + row["check"]
+        row["queries"] = {"batch": batch_queries[source], "baseline": baseline_queries[source]}
+        row["links"] = links(
+            params["prometheus_url"],
+            batch_queries[source],
+            until - window,
+            until,
+            params["grafana_url"],
+            params["grafana_datasource"],
+        )
+    outcome, why = verdict(rows, params["busy_share"])
     module.exit_json(
         changed=False,
-        verdict=verdict(rows),
+        verdict=outcome,
+        why=why,
         rows=rows,
         table=markdown(rows, ", ".join(params["batch"])),
         window=window,

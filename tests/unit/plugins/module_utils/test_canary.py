@@ -1,117 +1,366 @@
-"""Canary verdicts from recorded query results (module_utils/canary.py)."""
+"""The canary judge's verdicts from recorded numbers (module_utils/canary.py): a gallery of
+bad releases that must fail and good ones that must pass, in every batch size.
+
+A side is what canary_promql.side_results() makes of Prometheus' answers; `_host()` writes
+one host's window of traffic the way the service counts it."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from ansible_collections.codegraph.ops.plugins.module_utils.canary import (
+    ALL_ROUTES,
     FAIL,
     INCONCLUSIVE,
+    NO_DATA,
     PASS,
+    WARN,
     analyse,
-    judge,
-    markdown,
-    queries,
+    checks_with,
+    judge_counts,
+    quantile,
     thresholds_with,
     verdict,
 )
+from ansible_collections.codegraph.ops.plugins.module_utils.canary_promql import markdown
+from ansible_collections.codegraph.ops.plugins.module_utils.canary_stats import (
+    binomial_at_least,
+    fisher_greater,
+    fisher_less,
+    median,
+)
 
-BASELINE = {
-    "requests": {"/nodes/{node_id}": 900.0, "/search": 300.0},
-    "error_ratio": {"/nodes/{node_id}": 0.0, "/search": 0.002},
-    "latency_p95": {"/nodes/{node_id}": 0.004, "/search": 0.03},
-    "restarts": 0.0,
-}
+BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, math.inf)
+# a route's answers: requests in the window, and the share answered within 5 ms (the
+# rest within 10 ms)
+ROUTES = {"/search": 300, "/nodes/{node_id}": 900, "/stats": 60}
+HEALTHY = {"refused_entries": 3.0, "lag_entries": 2.0, "restarts": 0.0, "memory_growth": 1e6}
 
 
-def _batch(**changes):
-    batch = {
-        "requests": {"/nodes/{node_id}": 400.0, "/search": 120.0},
-        "error_ratio": {"/nodes/{node_id}": 0.0, "/search": 0.003},
-        "latency_p95": {"/nodes/{node_id}": 0.005, "/search": 0.035},
-        "restarts": 0.0,
+def _host(name, routes=None, codes=None, slow=None, probes=150, host_checks=None, lb=None):
+    """One host's window: routes {route: requests} answered 200 unless codes {route:
+    {code: count}} says otherwise; slow {route: [(seconds, count)]} answered that slowly;
+    HAProxy's health checks on /ready; host-level values; HAProxy's view (lb {class: n})."""
+    routes = dict(ROUTES if routes is None else routes)
+    requests, buckets = {}, {}
+    for route, count in routes.items():
+        by_code = dict((codes or {}).get(route, {}))
+        by_code["200"] = count - sum(by_code.values())
+        for code, n in by_code.items():
+            requests[(name, route, code)] = float(n)
+        late = (slow or {}).get(route, [])
+        fast = count - sum(n for _, n in late)
+        times = [(0.004, fast // 2), (0.008, fast - fast // 2), *late]
+        for bound in BOUNDS:
+            buckets[(route, bound)] = sum(n for seconds, n in times if seconds <= bound)
+    if probes:
+        requests[(name, "/ready", "200")] = float(probes)
+    checks = dict(HEALTHY, scrape_up=1.0, lb_retries=0.0, lb_check_failures=0.0)
+    checks.update(host_checks or {})
+    responses = lb or {"2xx": sum(routes.values()), "5xx": 0}
+    return {
+        "requests": requests,
+        "buckets": buckets,
+        "lb_responses": {(name, kind): float(n) for kind, n in responses.items()},
+        "hosts": {check: {name: value} for check, value in checks.items() if value is not None},
     }
-    for name, value in changes.items():
-        batch[name] = {**batch[name], **value} if isinstance(value, dict) else value
-    return batch
 
 
-def test_a_release_like_the_old_one_passes():
-    rows = analyse(_batch(), BASELINE)
-    assert verdict(rows) == PASS
-    assert {row["verdict"] for row in rows} == {PASS}
+def _side(*hosts):
+    """Hosts' windows as one side (their counts and buckets add up, as PromQL's sum)."""
+    side = {"requests": {}, "buckets": {}, "lb_responses": {}, "hosts": {}, "custom": {}}
+    for host in hosts:
+        side["requests"].update(host["requests"])
+        side["lb_responses"].update(host["lb_responses"])
+        for key, count in host["buckets"].items():
+            side["buckets"][key] = side["buckets"].get(key, 0) + count
+        for check, values in host["hosts"].items():
+            side["hosts"].setdefault(check, {}).update(values)
+    return side
 
 
-def test_five_percent_of_one_route_answering_500_fails_that_route_only():
-    rows = analyse(_batch(error_ratio={"/nodes/{node_id}": 0.05}), BASELINE)
-    failed = [(row["check"], row["scope"]) for row in rows if row["verdict"] == FAIL]
-    assert failed == [("error_ratio", "/nodes/{node_id}")]
-    assert verdict(rows) == FAIL
-
-
-def test_a_doubled_p95_fails_and_noise_on_a_tiny_baseline_does_not():
-    assert verdict(analyse(_batch(latency_p95={"/search": 0.09}), BASELINE)) == FAIL
-    # 0.004 s -> 0.008 s is twice as slow but within the absolute margin (0.05 s)
-    assert verdict(analyse(_batch(latency_p95={"/nodes/{node_id}": 0.008}), BASELINE)) == PASS
-
-
-def test_a_restart_of_the_service_fails():
-    assert verdict(analyse(_batch(restarts=1.0), BASELINE)) == FAIL
-
-
-def test_too_few_requests_is_inconclusive_not_a_pass():
-    quiet = _batch(requests={"/nodes/{node_id}": 10.0, "/search": 3.0})
-    rows = analyse(quiet, BASELINE, min_requests=50)
-    assert verdict(rows) == INCONCLUSIVE
-    assert {row["why"] for row in rows if row["verdict"] == INCONCLUSIVE} >= {"10 requests < 50"}
-
-
-def test_a_busy_route_still_below_the_minimum_keeps_the_verdict_inconclusive():
-    """/search is busy on the baseline (300 requests on 2 hosts) but has 30 on the canary:
-    its 500s could hide there, so the others passing is not enough."""
-    batch = _batch(requests={"/search": 30.0}, error_ratio={"/search": 0.5})
-    assert verdict(analyse(batch, BASELINE, hosts=(1, 2))) == INCONCLUSIVE
-    # a route quiet everywhere (health checks, scrapes) does not hold the verdict up
-    quiet_everywhere = {**BASELINE, "requests": {"/nodes/{node_id}": 900.0, "/search": 60.0}}
-    assert verdict(analyse(batch, quiet_everywhere, hosts=(1, 2))) == PASS
-
-
-def test_a_threshold_of_the_operator_replaces_the_default():
-    batch = _batch(error_ratio={"/search": 0.009})
-    assert verdict(analyse(batch, BASELINE)) == PASS  # within 0.002 + 0.01
-    assert (
-        verdict(analyse(batch, BASELINE, {"error_ratio": {"relative": 1.5, "absolute": 0.001}}))
-        == FAIL
+def _judge(batch_hosts, baseline_hosts, **options):
+    """(verdict, reason, rows) of batch hosts against baseline hosts."""
+    rows = analyse(
+        _side(*batch_hosts),
+        _side(*baseline_hosts),
+        [host["name"] for host in batch_hosts],
+        **options,
     )
+    return (*verdict(rows), rows)
 
 
-def test_a_row_says_its_limit():
-    limits = {"relative": 2.0, "absolute": 0.01}
-    row = judge("error_ratio", "/search", 0.05, 0.002, limits, requests=100, min_requests=50)
-    assert row["limit"] == 0.012 and row["verdict"] == FAIL
+def _named(name, **window):
+    host = _host(name, **window)
+    host["name"] = name
+    return host
 
 
-def test_the_queries_select_the_hosts_and_the_window():
-    built = queries("45s", ["cg-app2", "cg-app1"])
-    assert 'instance=~"cg\\\\-app1|cg\\\\-app2"' in built["error_ratio"]
-    # a dot in a host name is matched as a dot, not any character
-    assert 'instance=~"app\\\\.example\\\\.com"' in queries("45s", ["app.example.com"])["restarts"]
-    assert 'code=~"5.."' in built["error_ratio"] and "[45s]" in built["latency_p99"]
+def _failed(rows):
+    return {(row["check"], row["scope"], row.get("status")) for row in rows if row["verdict"] == FAIL}
 
 
-def test_the_table_shows_every_row():
-    rows = analyse(_batch(error_ratio={"/search": 0.2}), BASELINE)
-    table = markdown(rows, "canary")
-    assert table.count("\n") == len(rows) + 1
-    assert "| error_ratio | /search | 0.2 | 0.002 | 0.012 | fail |" in table
+# --- bad releases fail -------------------------------------------------------------
 
 
-def test_thresholds_merge_over_the_defaults_and_bad_ones_are_named():
-    merged = thresholds_with({"latency_p99": {"absolute": 0.5}})
-    assert merged["latency_p99"] == {"relative": 1.5, "absolute": 0.5}
-    for bad, named in [
-        ({"latency_p100": {"absolute": 1}}, "unknown check 'latency_p100'"),
-        ({"restarts": {"absolute": -1}}, "restarts.absolute must be a number >= 0"),
-        ({"restarts": [1, 0]}, "restarts: give a dict"),
-    ]:
-        with pytest.raises(ValueError, match=named):
-            thresholds_with(bad)
+def test_a_release_refusing_every_api_key_fails():
+    """Its traffic moves to (unauthenticated) 401s with no error: the routes the baseline
+    serves vanish from it, and its share of 401s jumps."""
+    refused = {"(unauthenticated)": sum(ROUTES.values())}
+    canary = _named("app1", routes=refused, codes={"(unauthenticated)": {"401": 1260}})
+    outcome, why, rows = _judge([canary], [_named("app2"), _named("app3")])
+    assert outcome == FAIL, why
+    failed = _failed(rows)
+    assert {("traffic_share", route, None) for route in ROUTES} <= failed
+    assert ("client_error_ratio", ALL_ROUTES, "401") in failed
+
+
+def test_a_route_removed_by_mistake_fails():
+    """/stats renamed: its calls are now 404s under (unmatched)."""
+    routes = {"/search": 300, "/nodes/{node_id}": 900, "(unmatched)": 60}
+    canary = _named("app1", routes=routes, codes={"(unmatched)": {"404": 60}})
+    outcome, why, rows = _judge([canary], [_named("app2"), _named("app3")])
+    assert outcome == FAIL, why
+    assert ("traffic_share", "/stats", None) in _failed(rows)
+    assert ("client_error_ratio", ALL_ROUTES, "404") in _failed(rows)
+
+
+def test_a_quiet_fleet_canary_failing_30_of_30_searches_fails():
+    """30 searches per host in the window, and HAProxy's 150 health checks: the checks do
+    not make it judged, the 30 failures do."""
+    quiet = {"/search": 30}
+    canary = _named("app1", routes=quiet, codes={"/search": {"500": 30}})
+    outcome, why, rows = _judge([canary], [_named("app2", routes=quiet), _named("app3", routes=quiet)])
+    assert outcome == FAIL, why
+    assert ("error_ratio", "/search", "5xx") in _failed(rows)
+    assert not any(row["scope"] == "/ready" for row in rows)
+
+
+def test_a_canary_without_replication_metrics_fails():
+    missing = {"refused_entries": None, "lag_entries": None}
+    outcome, why, rows = _judge([_named("app1", host_checks=missing)], [_named("app2")])
+    assert outcome == FAIL, why
+    assert {("refused_entries", "hosts", None), ("lag_entries", "hosts", None)} <= _failed(rows)
+    assert "no data from app1" in why
+
+
+def test_a_canary_restarting_with_twice_the_refused_entries_fails_though_a_baseline_host_restarted():
+    canary = _named("app1", host_checks={"restarts": 1.0, "refused_entries": 19.0})
+    baseline = [
+        _named("app2", host_checks={"refused_entries": 10.0}),
+        _named("app3", host_checks={"refused_entries": 10.0, "restarts": 1.0}),
+        _named("app4", host_checks={"refused_entries": 10.0}),
+    ]
+    outcome, why, rows = _judge([canary], baseline)
+    assert outcome == FAIL, why
+    assert {("restarts", "hosts", None), ("refused_entries", "hosts", None)} <= _failed(rows)
+
+
+def test_a_later_batch_with_one_failing_host_fails():
+    bad = _named("app3", codes={"/search": {"503": 60}})
+    outcome, why, rows = _judge([_named("app2"), bad], [_named("app4")])
+    assert outcome == FAIL, why
+    assert ("error_ratio", "/search", "5xx") in _failed(rows)
+
+
+def test_a_rising_share_of_one_4xx_code_on_a_route_fails():
+    base_codes = {"/nodes/{node_id}": {"404": 45}}  # 5 % of lookups miss: the clients' doing
+    canary = _named("app1", codes={"/nodes/{node_id}": {"404": 270}})
+    outcome, why, rows = _judge([canary], [_named("app2", codes=base_codes), _named("app3", codes=base_codes)])
+    assert outcome == FAIL, why
+    assert ("client_error_ratio", "/nodes/{node_id}", "404") in _failed(rows)
+
+
+def test_a_slower_route_fails_its_latency():
+    canary = _named("app1", slow={"/search": [(0.2, 60)]})  # a fifth of searches at 200 ms
+    outcome, why, rows = _judge([canary], [_named("app2"), _named("app3")])
+    assert outcome == FAIL, why
+    assert {("latency_p95", "/search", None), ("latency_p99", "/search", None)} <= _failed(rows)
+
+
+def test_haproxy_seeing_5xx_and_failed_checks_from_the_canary_fails():
+    canary = _named("app1", lb={"2xx": 1100, "5xx": 160}, host_checks={"lb_check_failures": 4.0})
+    outcome, why, rows = _judge([canary], [_named("app2"), _named("app3")])
+    assert outcome == FAIL, why
+    assert {("lb_error_ratio", "hosts", None), ("lb_check_failures", "hosts", None)} <= _failed(rows)
+
+
+def test_a_canary_missing_scrapes_or_given_no_traffic_fails():
+    outcome, _, rows = _judge([_named("app1", host_checks={"scrape_up": 0.5})], [_named("app2")])
+    assert outcome == FAIL and ("scrape_up", "hosts", None) in _failed(rows)
+    outcome, _, rows = _judge([_named("app1", routes={})], [_named("app2"), _named("app3")])
+    assert outcome == FAIL and ("user_requests", "hosts", None) in _failed(rows)
+
+
+# --- good releases pass ------------------------------------------------------------
+
+
+def test_a_canary_identical_to_its_baseline_passes_every_row():
+    outcome, why, rows = _judge([_named("app1")], [_named("app2"), _named("app3")])
+    assert outcome == PASS, why
+    assert {row["verdict"] for row in rows} == {PASS}, markdown(rows, "app1")
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 4])
+def test_identical_hosts_pass_in_every_batch_size(batch_size):
+    hosts = [_named(f"app{number}") for number in range(1, 6)]
+    outcome, why, rows = _judge(hosts[:batch_size], hosts[batch_size:])
+    assert outcome == PASS, why
+    refused = next(row for row in rows if row["check"] == "refused_entries")
+    assert refused["batch"] == refused["baseline"] == 3.0
+
+
+def test_one_cold_request_among_60_passes():
+    quiet = {"/search": 60}
+    canary = _named("app1", routes=quiet, slow={"/search": [(0.4, 1)]})
+    outcome, why, rows = _judge([canary], [_named("app2", routes=quiet)])
+    assert outcome == PASS, why
+    p99 = next(row for row in rows if row["check"] == "latency_p99" and row["scope"] == "/search")
+    assert p99["batch"] > p99["limit"] and p99["verdict"] == PASS  # past it, by chance alone
+
+
+def test_a_new_route_by_design_is_reported_and_judged_on_its_errors_only():
+    routes = dict(ROUTES, **{"/v2/graph": 100})
+    canary = _named("app1", routes=routes, slow={"/v2/graph": [(0.2, 100)]})
+    outcome, why, rows = _judge([canary], [_named("app2"), _named("app3")])
+    assert outcome == PASS, why
+    new = {row["check"]: row for row in rows if row["scope"] == "/v2/graph"}
+    assert new["error_ratio"]["verdict"] == PASS and "new route" in new["error_ratio"]["why"]
+    assert new["latency_p99"]["verdict"] == NO_DATA
+    broken = _named("app1", routes=routes, codes={"/v2/graph": {"500": 20}})
+    outcome, why, _ = _judge([broken], [_named("app2")])
+    assert outcome == FAIL and "error_ratio on /v2/graph" in why
+
+
+def test_health_checks_alone_are_no_user_traffic():
+    idle = {}
+    outcome, why, _ = _judge([_named("app1", routes=idle)], [_named("app2", routes=idle)])
+    assert outcome == INCONCLUSIVE and why.startswith("no user traffic")
+
+
+def test_a_busy_route_the_test_cannot_decide_yet_holds_the_verdict():
+    few = {"/search": 1}
+    outcome, why, rows = _judge([_named("app1", routes=few)], [_named("app2", routes={"/search": 2})])
+    assert outcome == INCONCLUSIVE, why
+    assert "too few requests to decide" in why
+    # a rare route (under busy_share of the baseline's traffic) is reported, not waited for
+    rare = dict(ROUTES, **{"/backup": 1})
+    outcome, why, rows = _judge([_named("app1")], [_named("app2", routes=rare)])
+    assert outcome == PASS, why
+    backup = next(row for row in rows if row["scope"] == "/backup" and row["check"] == "traffic_share")
+    assert backup["verdict"] == INCONCLUSIVE
+
+
+# --- thresholds and the operator's checks ---------------------------------------------
+
+
+def test_a_route_threshold_applies_to_that_route_only():
+    canary = _named("app1", slow={"/search": [(0.2, 60)], "/stats": [(0.2, 12)]})
+    loose = {"/search": {"latency_p95": {"absolute": 0.5}, "latency_p99": {"absolute": 0.5}}}
+    outcome, _, rows = _judge([canary], [_named("app2")], route_thresholds=loose)
+    assert outcome == FAIL
+    assert {row["scope"] for row in rows if row["verdict"] == FAIL} == {"/stats"}
+
+
+def test_a_check_threshold_applies():
+    canary = _named("app1", codes={"/search": {"500": 30}})  # 10 %
+    assert _judge([canary], [_named("app2")])[0] == FAIL
+    loose = {"error_ratio": {"absolute": 0.2}}
+    assert _judge([canary], [_named("app2")], thresholds=loose)[0] == PASS
+
+
+def test_the_operators_checks_critical_not_critical_and_dry_run():
+    checks = checks_with(
+        [
+            {"name": "queue", "query": "x{instance=~'$instances'}[$window]", "absolute": 5},
+            {"name": "gc", "query": "$instances $window", "critical": False},
+            {"name": "trial", "query": "$instances $window", "dry_run": True},
+        ]
+    )
+    batch, baseline = _side(_named("app1")), _side(_named("app2"))
+    batch["custom"] = {"queue": {"app1": 20.0}, "gc": {"app1": 9.0}, "trial": {"": 9.0}}
+    baseline["custom"] = {"queue": {"app2": 10.0}, "gc": {"app2": 1.0}, "trial": {"": 1.0}}
+    rows = analyse(batch, baseline, ["app1"], checks=checks)
+    found = {row["check"]: row["verdict"] for row in rows if row["scope"] == "operator"}
+    assert found == {"queue": FAIL, "gc": WARN, "trial": WARN}
+    assert verdict(rows)[0] == FAIL
+    batch["custom"]["queue"] = {"app1": 14.0}  # within the absolute margin of 5
+    rows = analyse(batch, baseline, ["app1"], checks=checks)
+    assert verdict(rows)[0] == PASS
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "routes", "message"),
+    [
+        ({"latency_p100": {"absolute": 1}}, None, "unknown check 'latency_p100'"),
+        ({"error_ratio": {"absolute": -0.1}}, None, "error_ratio.absolute must be a number >= 0"),
+        ({"error_ratio": {"relative": 0.5}}, None, "relative must be >= 1"),
+        ({"error_ratio": 0.1}, None, "give a dict of relative and/or absolute"),
+        ({}, {"/search": {"restarts": {"absolute": 1}}}, "'restarts' is not a per-route check"),
+    ],
+)
+def test_bad_thresholds_are_refused_naming_why(thresholds, routes, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        thresholds_with(thresholds, routes)
+
+
+@pytest.mark.parametrize(
+    ("check", "message"),
+    [
+        ({"name": "Bad-Name", "query": "$instances $window"}, "lowercase"),
+        ({"name": "restarts", "query": "$instances $window"}, "named twice"),
+        ({"name": "a", "query": "up"}, "must use \\$instances and \\$window"),
+        ({"name": "a", "query": "$instances $window", "direction": "up"}, "direction"),
+        ({"name": "a", "query": "$instances $window", "critical": "yes"}, "critical is true or false"),
+        ({"name": "a", "query": "$instances $window", "oops": 1}, "unknown keys oops"),
+    ],
+)
+def test_bad_checks_are_refused_naming_why(check, message):
+    with pytest.raises(ValueError, match=message):
+        checks_with([check])
+
+
+# --- the tests underneath ------------------------------------------------------------
+
+
+def test_fisher_and_binomial_tails_match_known_values():
+    # [[3, 1], [1, 3]]: one-sided p = 17/70 (Fisher's tea-tasting lady)
+    assert fisher_greater(3, 4, 1, 4) == pytest.approx(17 / 70)
+    assert fisher_less(1, 4, 3, 4) == pytest.approx(17 / 70)
+    assert fisher_greater(0, 10, 5, 10) == 1.0 and fisher_less(10, 10, 0, 10) == 1.0
+    assert binomial_at_least(1, 60, 0.01) == pytest.approx(1 - 0.99**60)
+    assert binomial_at_least(2, 3, 0.5) == pytest.approx(0.5)
+    assert binomial_at_least(0, 3, 0.5) == 1.0 and binomial_at_least(4, 3, 0.5) == 0.0
+    # large samples stay exact and fast: 1 % against 1 % is no evidence, 2 % against 1 % is
+    assert fisher_greater(1000, 100000, 1000, 100000) > 0.4
+    assert fisher_greater(2000, 100000, 1000, 100000) < 1e-20
+    assert median([3, 1, 2]) == 2 and median([1, 2, 3, 10]) == 2.5
+
+
+def test_judge_counts_decides_only_when_it_can():
+    assert judge_counts((30, 30), (0, 60), 0.01, "higher_is_worse", 0.99)["verdict"] == FAIL
+    assert judge_counts((1, 60), (0, 60), 0.01, "higher_is_worse", 0.99)["verdict"] == PASS
+    assert judge_counts((1, 1), (0, 1), 0.01, "higher_is_worse", 0.99)["verdict"] == INCONCLUSIVE
+    assert judge_counts((0, 0), (0, 60), 0.01, "higher_is_worse", 0.99)["verdict"] == NO_DATA
+    # with no baseline, held to the margin by a binomial test
+    assert judge_counts((5, 100), (0, 0), None, "higher_is_worse", 0.99, new_limit=0.01)["verdict"] == FAIL
+    assert judge_counts((1, 100), (0, 0), None, "higher_is_worse", 0.99, new_limit=0.01)["verdict"] == PASS
+
+
+def test_quantile_interpolates_as_prometheus_does():
+    cumulative = [(0.1, 50), (0.2, 100), (math.inf, 100)]
+    assert quantile(0.5, cumulative) == pytest.approx(0.1)
+    assert quantile(0.75, cumulative) == pytest.approx(0.15)
+    assert quantile(0.99, [(0.1, 0), (math.inf, 10)]) == 0.1
+    assert quantile(0.5, [(0.1, 0), (math.inf, 0)]) is None
+
+
+def test_the_table_shows_failures_first_with_their_test():
+    canary = _named("app1", codes={"/search": {"500": 30}})
+    _, _, rows = _judge([canary], [_named("app2")])
+    table = markdown(rows, "app1").splitlines()
+    assert table[0].startswith("| Check | Scope | Batch (app1) |")
+    assert table[2].startswith("| error_ratio | (all routes) 5xx | 0.02381 | 0 | 0.01 | 30/1260 vs 0/1260")
+    assert any(line.startswith("| error_ratio | /search 5xx | 0.1 | 0 | 0.01 | 30/300 vs 0/300, p=") for line in table[3:6])
+    assert table[-1].endswith("| pass |")
