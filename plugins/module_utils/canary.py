@@ -201,13 +201,14 @@ class Traffic:
         return sorted({route for routes in self.by_host.values() for route in routes})
 
     def per_host(self, route, matches):
-        """{instance: [events, size]}: requests of the route (all when None) whose code
-        `matches`, of all its requests, per host of the side."""
+        """{instance: [events, size]}: requests of the route whose code `matches`, of
+        all its requests, per host of the side. route: a route, or a set of routes to
+        leave out (all the others counted)."""
         found = {}
         for instance, routes in sorted(self.by_host.items()):
             events = size = 0
             for name, codes in routes.items():
-                if route is None or name == route:
+                if name == route if isinstance(route, str) else name not in route:
                     size += sum(codes.values())
                     events += sum(count for code, count in codes.items() if matches(code))
             found[instance] = [events, size]
@@ -219,7 +220,7 @@ class Traffic:
         return sum(events for events, _ in per_host), sum(size for _, size in per_host)
 
     def total(self):
-        return self.counts(None, _any)[1]
+        return self.counts(frozenset(), _any)[1]
 
 
 def _any(code):
@@ -234,39 +235,39 @@ def _code_is(wanted):
     return lambda code: str(code) == wanted
 
 
-def _route_rows(route, batch, baseline, limits, confidence):
-    """traffic_share, error_ratio and client_error_ratio (one per 4xx code) of one route
-    (or of all routes, route None)."""
-    scope = ALL_ROUTES if route is None else route
+def _route_rows(route, batch, baseline, limits, confidence, own=None):
+    """traffic_share, error_ratio and client_error_ratio (one per 4xx code) of one route,
+    or of all routes (route None) but those with a threshold of their own for the check
+    (own: {check: routes}): a route given its own threshold is judged by it alone."""
     rows = []
     new = route is not None and baseline.counts(route, _any)[1] == 0
     if route is not None and not new:
-        batch_counts = (batch.counts(route, _any)[1], batch.total())
-        base_counts = (baseline.counts(route, _any)[1], baseline.total())
-        row = _count_row("traffic_share", scope, batch_counts, base_counts, limits, LOWER, confidence)
+        share = ((side.counts(route, _any)[1], side.total()) for side in (batch, baseline))
+        row = _count_row("traffic_share", route, *share, limits, LOWER, confidence)
         row["hosts"] = {"batch": batch.per_host(route, _any), "baseline": baseline.per_host(route, _any)}
         rows.append(row)
-    kinds = [("error_ratio", "5xx", _is_5xx)]
     codes = set()
     for side in (batch, baseline):
         for routes in side.by_host.values():
             for name, by_code in routes.items():
                 if route is None or name == route:
                     codes |= {str(code) for code in by_code if str(code).startswith("4")}
+    kinds = [("error_ratio", "5xx", _is_5xx)]
     kinds += [("client_error_ratio", code, _code_is(code)) for code in sorted(codes)]
     for check, label, matches in kinds:
+        scope = route if route is not None else frozenset((own or {}).get(check, ()))
         row = _count_row(
             check,
-            scope,
-            batch.counts(route, matches),
-            baseline.counts(route, matches),
+            route or ALL_ROUTES,
+            batch.counts(scope, matches),
+            baseline.counts(scope, matches),
             limits,
             HIGHER,
             confidence,
             new=new,
         )
         row["status"] = label
-        row["hosts"] = {"batch": batch.per_host(route, matches), "baseline": baseline.per_host(route, matches)}
+        row["hosts"] = {"batch": batch.per_host(scope, matches), "baseline": baseline.per_host(scope, matches)}
         rows.append(row)
     return rows
 
@@ -393,7 +394,11 @@ def analyse(
     traffic = [Traffic(side.get("requests", {}), probe_routes) for side in (batch, baseline)]
     rows = []
     if traffic[0].total() and traffic[1].total():
-        rows += _route_rows(None, traffic[0], traffic[1], limits, confidence)
+        own = {}
+        for route, route_checks in per_route.items():
+            for check in route_checks:
+                own.setdefault(check, set()).add(route)
+        rows += _route_rows(None, traffic[0], traffic[1], limits, confidence, own)
         for route in sorted(set(traffic[0].routes()) | set(traffic[1].routes())):
             route_limits = dict(limits, **per_route.get(route, {}))
             rows += _route_rows(route, traffic[0], traffic[1], route_limits, confidence)
@@ -402,7 +407,7 @@ def analyse(
     rows += _lb_rows(batch, baseline, limits, confidence)
     for check, direction in HOST_CHECKS.items():
         if check == "user_requests":  # from the traffic, not a query of its own
-            found, base = ({host: size for host, (_, size) in side.per_host(None, _any).items()} for side in traffic)
+            found, base = ({host: size for host, (_, size) in side.per_host(frozenset(), _any).items()} for side in traffic)
         else:
             found, base = (side.get("hosts", {}).get(check, {}) for side in (batch, baseline))
         values = {host: found.get(host, 0 if check == "user_requests" else None) for host in batch_hosts}

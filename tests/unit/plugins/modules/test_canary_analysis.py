@@ -1,7 +1,9 @@
 """canary_analysis against a real Prometheus (the controller's, started here over TLS with
-basic auth) holding recorded series: a baseline of two hosts, a good canary, a canary
-whose /search answers 500 to one request in ten, and a canary with too little traffic.
-Run as Ansible runs a module (a process given its arguments in a file).
+basic auth) holding recorded series: identical hosts, and the bad releases and good ones
+the judge must tell apart (a release refusing every key, a route removed, a quiet fleet
+failing 30 of 30 searches, a canary without replication metrics, a restarting one
+refusing twice the entries; a cold request among 60, a new route by design). Run as
+Ansible runs a module (a process given its arguments in a file).
 
 Run by `ansible-test units` on the installed collection (tests/test_collection.py)."""
 
@@ -40,30 +42,73 @@ def _series(name: str, labels: dict, value_at) -> list[str]:
     return [f"{name}{{{text}}} {value_at(t)} {t}" for t in range(END - SPAN, END + 1, STEP)]
 
 
-def _counter(rate: float):
-    return lambda t: rate * (t - (END - SPAN))
+def _counter(rate: float, restart: int | None = None):
+    """rate events a second since the recording started (or since a restart)."""
+    start = END - SPAN
+    return lambda t: rate * (t - (start if restart is None or t < restart else restart))
 
 
-def _host(instance: str, rate: float, failing: float = 0.0) -> list[str]:
-    """One host's service: `rate` requests a second to /search and to /nodes/{node_id},
-    `failing` of /search's answered 500; half of the answers within 5 ms, all within 10."""
+ROUTES = {"/search": 1.0, "/nodes/{node_id}": 3.0, "/stats": 0.2}  # requests a second
+BOUNDS = ("0.005", "0.01", "0.1", "0.25", "0.5", "+Inf")
+
+
+def _host(instance, routes=None, codes=None, slow=None, replication=True, refused=0.0, restart=None):
+    """One host's recorded service: routes {route: requests a second} answered 200 unless
+    codes {route: {code: share}}; slow {route: (seconds, share)} answered that slowly, the
+    rest within 5-10 ms; HAProxy's health checks on /ready every 2 s; refused log entries a
+    second; a restart at Unix time `restart` (its counters start again)."""
     service = {"job": "codegraph", "instance": instance}
     lines = []
-    for handler, bad in (("/search", failing), ("/nodes/{node_id}", 0.0)):
-        route = {**service, "method": "GET", "handler": handler}
-        lines += _series(
-            "http_requests_total", {**route, "code": "200"}, _counter(rate * (1 - bad))
-        )
-        if bad:
-            lines += _series("http_requests_total", {**route, "code": "500"}, _counter(rate * bad))
-        for le, share in (("0.005", 0.5), ("0.01", 1.0), ("+Inf", 1.0)):
-            bucket = {**route, "le": le}
-            lines += _series("http_request_duration_seconds_bucket", bucket, _counter(rate * share))
-    lines += _series("process_start_time_seconds", service, lambda t: END - SPAN - 60)
+    for route, rate in (ROUTES if routes is None else routes).items():
+        shares = dict((codes or {}).get(route, {}))
+        shares["200"] = 1 - sum(shares.values())
+        for code, share in shares.items():
+            labels = {**service, "method": "GET", "handler": route, "code": code}
+            lines += _series("http_requests_total", labels, _counter(rate * share, restart))
+        seconds, late = (slow or {}).get(route, (0, 0.0))
+        for le in BOUNDS:
+            share = (1 - late) * (0.5 if le == "0.005" else 1) + (late if float(le) >= seconds else 0)
+            bucket = {**service, "method": "GET", "handler": route, "le": le}
+            lines += _series("http_request_duration_seconds_bucket", bucket, _counter(rate * share, restart))
+    probe = {**service, "method": "GET", "handler": "/ready", "code": "200"}
+    lines += _series("http_requests_total", probe, _counter(0.5, restart))
+    started = END - SPAN - 60
+    lines += _series("process_start_time_seconds", service, lambda t: restart if restart and t >= restart else started)
     lines += _series("process_resident_memory_bytes", service, lambda t: 200e6)
-    lines += _series("codegraph_replication_refused_entries_total", service, lambda t: 0)
-    lines += _series("codegraph_replication_lag_entries", service, lambda t: 0)
+    lines += _series("up", service, lambda t: 1)
+    if replication:
+        lines += _series("codegraph_replication_refused_entries_total", service, _counter(refused, restart))
+        lines += _series("codegraph_replication_lag_entries", service, lambda t: 0)
+    server = {"job": "haproxy", "instance": "lb1", "proxy": "codegraph", "server": instance}
+    total = sum((ROUTES if routes is None else routes).values())
+    lines += _series("haproxy_server_http_responses_total", {**server, "code": "2xx"}, _counter(total))
+    lines += _series("haproxy_server_http_responses_total", {**server, "code": "5xx"}, _counter(0))
+    lines += _series("haproxy_server_retry_warnings_total", server, _counter(0))
+    lines += _series("haproxy_server_check_failures_total", server, _counter(0))
     return lines
+
+
+QUIET = {"/search": 0.1}  # 30 searches in the window
+HOSTS = {
+    **{name: {} for name in ("app2", "app3", "app4", "good")},
+    "bad": {"codes": {"/search": {"500": 0.1}}},
+    "refuses": {"routes": {"(unauthenticated)": 4.2}, "codes": {"(unauthenticated)": {"401": 1.0}}},
+    "removed": {
+        "routes": {"/search": 1.0, "/nodes/{node_id}": 3.0, "(unmatched)": 0.2},
+        "codes": {"(unmatched)": {"404": 1.0}},
+    },
+    "quiet1": {"routes": QUIET},
+    "quiet2": {"routes": QUIET},
+    "quiet_failing": {"routes": QUIET, "codes": {"/search": {"500": 1.0}}},
+    "idle": {"routes": {}},
+    "no_replication": {"replication": False},
+    "refusing1": {"refused": 10 / 300},
+    "refusing2": {"refused": 10 / 300, "restart": SWITCH + 150},
+    "refusing_canary": {"refused": 19 / 300, "restart": SWITCH + 100},
+    "cold_base": {"routes": {"/search": 0.2}},
+    "cold": {"routes": {"/search": 0.2}, "slow": {"/search": (0.4, 1 / 60)}},
+    "new_route": {"routes": {**ROUTES, "/v2/graph": 0.5}, "slow": {"/v2/graph": (0.2, 1.0)}},
+}
 
 
 def _free_port() -> int:
@@ -78,15 +123,7 @@ def prometheus(tmp_path_factory):
         if not tool:
             pytest.fail("no prometheus/promtool: scripts/bootstrap-host.sh installs them")
     work = tmp_path_factory.mktemp("prometheus")
-    lines = []
-    for instance, rate, failing in [
-        ("app2", 5.0, 0.0),
-        ("app3", 5.0, 0.0),
-        ("good", 5.0, 0.0),
-        ("bad", 5.0, 0.1),
-        ("quiet", 0.05, 0.0),
-    ]:
-        lines += _host(instance, rate, failing)
+    lines = [line for instance, shape in HOSTS.items() for line in _host(instance, **shape)]
     (work / "recorded.om").write_text("\n".join(lines) + "\n# EOF\n")
     subprocess.run(
         [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", "recorded.om", "data"],
@@ -177,43 +214,121 @@ def run(url: str, work: Path, check_mode: bool = False, **arguments: object) -> 
     return json.loads(result.stdout)
 
 
-def test_a_canary_like_the_baseline_passes_every_check(prometheus):
+def judged(prometheus, batch, baseline, **options):
     url, work = prometheus
-    result = run(
-        url,
-        work,
-        check_mode=True,
-        batch=["good"],
-        baseline=["app2", "app3"],
-        since=SWITCH,
-        until=END,
-    )
+    return run(url, work, batch=batch, baseline=baseline, since=SWITCH, until=END, **options)
+
+
+def _failed(result):
+    return {(row["check"], row["scope"]) for row in result["rows"] if row["verdict"] == "fail"}
+
+
+def test_a_canary_like_the_baseline_passes_every_check(prometheus):
+    result = judged(prometheus, ["good"], ["app2", "app3"])
     assert result["verdict"] == "pass", result["table"]
     assert result["window"] == 300 and result["changed"] is False
-    judged = {(row["check"], row["scope"]) for row in result["rows"]}
-    assert ("error_ratio", "/search") in judged and ("latency_p99", "/nodes/{node_id}") in judged
-    assert {"refused_entries", "lag_entries", "restarts", "memory_growth"} <= {
-        check for check, scope in judged
+    judged_rows = {(row["check"], row["scope"]) for row in result["rows"]}
+    assert ("error_ratio", "/search") in judged_rows and ("latency_p99", "/nodes/{node_id}") in judged_rows
+    assert {"refused_entries", "lag_entries", "restarts", "memory_growth", "scrape_up"} <= {
+        check for check, scope in judged_rows
+    }
+    assert {"lb_error_ratio", "lb_retries", "lb_check_failures", "traffic_share"} <= {
+        check for check, scope in judged_rows
     }
     assert {row["verdict"] for row in result["rows"]} == {"pass"}, result["table"]
+    assert not any(row["scope"] == "/ready" for row in result["rows"])  # health checks
 
 
-def test_one_route_answering_500_to_one_request_in_ten_fails_that_route(prometheus):
-    url, work = prometheus
-    result = run(url, work, batch=["bad"], baseline=["app2", "app3"], since=SWITCH, until=END)
+@pytest.mark.parametrize(
+    ("batch", "baseline"),
+    [(["app2"], ["app3", "app4"]), (["app2", "app3"], ["app4"]), (["good"], ["app2", "app3", "app4"])],
+)
+def test_identical_hosts_pass_in_any_batch_size(prometheus, batch, baseline):
+    result = judged(prometheus, batch, baseline)
+    assert result["verdict"] == "pass", result["table"]
+
+
+@pytest.mark.parametrize(
+    ("batch", "baseline", "failing"),
+    [
+        (["bad"], ["app2", "app3"], ("error_ratio", "/search")),
+        (["refuses"], ["app2", "app3"], ("traffic_share", "/search")),
+        (["refuses"], ["app2", "app3"], ("client_error_ratio", "(all routes)")),
+        (["removed"], ["app2", "app3"], ("traffic_share", "/stats")),
+        (["quiet_failing"], ["quiet1", "quiet2"], ("error_ratio", "/search")),
+        (["no_replication"], ["app2", "app3"], ("lag_entries", "hosts")),
+        (["no_replication"], ["app2", "app3"], ("refused_entries", "hosts")),
+        (["refusing_canary"], ["refusing1", "refusing2", "app2"], ("refused_entries", "hosts")),
+        (["refusing_canary"], ["refusing1", "refusing2", "app2"], ("restarts", "hosts")),
+    ],
+    ids=[
+        "one-route-500s",
+        "refuses-every-key",
+        "refuses-every-key-401s",
+        "route-removed",
+        "quiet-fleet-30-of-30",
+        "no-replication-lag",
+        "no-replication-refused",
+        "restart-refusing-twice",
+        "restart",
+    ],
+)
+def test_a_bad_release_fails(prometheus, batch, baseline, failing):
+    result = judged(prometheus, batch, baseline)
     assert result["verdict"] == "fail", result["table"]
-    failed = [row for row in result["rows"] if row["verdict"] == "fail"]
-    assert [(row["check"], row["scope"]) for row in failed] == [("error_ratio", "/search")]
-    assert failed[0]["batch"] == pytest.approx(0.1, rel=0.05) and failed[0]["baseline"] == 0
-    assert "| error_ratio | /search | 0.1 | 0 | 0.01 | fail |" in result["table"]
-    assert "| memory_growth | hosts | 0.0 MiB | 0.0 MiB | 256.0 MiB | pass |" in result["table"]
+    assert failing in _failed(result), result["table"]
 
 
-def test_too_little_traffic_is_inconclusive(prometheus):
+def test_a_cold_request_among_60_and_a_new_route_by_design_pass(prometheus):
+    cold = judged(prometheus, ["cold"], ["cold_base"])
+    assert cold["verdict"] == "pass", cold["table"]
+    new = judged(prometheus, ["new_route"], ["app2", "app3"])
+    assert new["verdict"] == "pass", new["table"]
+    rows = {row["check"]: row for row in new["rows"] if row["scope"] == "/v2/graph"}
+    assert "new route" in rows["error_ratio"]["why"] and rows["latency_p99"]["verdict"] == "no data"
+
+
+def test_no_user_traffic_is_inconclusive_and_says_so(prometheus):
+    result = judged(prometheus, ["idle"], ["idle"])
+    assert result["verdict"] == "inconclusive" and result["why"].startswith("no user traffic")
+
+
+def test_each_row_has_its_query_and_a_link(prometheus):
+    result = judged(prometheus, ["bad"], ["app2", "app3"], grafana_url="https://grafana.example:3000")
+    row = next(r for r in result["rows"] if r["check"] == "error_ratio" and r["scope"] == "/search")
+    assert 'instance=~"bad"' in row["queries"]["batch"] and 'instance=~"app2|app3"' in row["queries"]["baseline"]
+    assert row["links"]["prometheus"].startswith("https://127.0.0.1:")
+    assert "/graph?g0.expr=sum+by" in row["links"]["prometheus"]
+    assert row["links"]["grafana"].startswith("https://grafana.example:3000/explore?left=")
+    assert row["hosts"]["batch"]["bad"][1] > 250 and row["p_value"] < 1e-6
+    assert "](https://127.0.0.1:" in result["table"]
+
+
+def test_the_operators_check_is_asked_of_prometheus(prometheus):
+    check = {
+        "name": "memory_mib",
+        "query": 'max by (instance) (max_over_time(process_resident_memory_bytes{instance=~"$instances"}[$window])) / 1048576',
+        "absolute": 1,
+    }
+    result = judged(prometheus, ["good"], ["app2"], checks=[check])
+    row = next(r for r in result["rows"] if r["check"] == "memory_mib")
+    assert row["verdict"] == "pass" and row["hosts"]["batch"]["good"] == pytest.approx(200e6 / 1048576)
+    lower = {**check, "direction": "lower_is_worse", "relative": 1.0, "absolute": 0}
+    lower["query"] = check["query"].replace("/ 1048576", "/ 1048576 - 1")  # 1 MiB less, both sides
+    result = judged(prometheus, ["good"], ["app2"], checks=[lower])
+    assert result["verdict"] == "pass", result["table"]
+
+
+def test_validate_only_asks_prometheus_to_parse_every_query(prometheus):
     url, work = prometheus
-    result = run(url, work, batch=["quiet"], baseline=["app2", "app3"], since=SWITCH, until=END)
-    assert result["verdict"] == "inconclusive", result["table"]
-    assert "requests < 50" in result["table"]
+    good = {"name": "ok", "query": 'sum by (instance) (rate(up{instance=~"$instances"}[$window]))'}
+    result = run(url, work, batch=["app2"], validate_only=True, checks=[good])
+    assert not result.get("failed") and result["checks"] == ["ok"], result
+    broken = {"name": "broken", "query": 'sum by (instance) (rate(up{instance=~"$instances"}[$window])'}
+    result = run(url, work, batch=["app2"], validate_only=True, checks=[broken])
+    assert result["failed"] and "Prometheus refused" in result["msg"] and "parse error" in result["msg"], result
+    negative = run(url, work, batch=["app2"], validate_only=True, thresholds={"restarts": {"absolute": -1}})
+    assert negative["failed"] and "restarts.absolute must be a number >= 0" in negative["msg"]
 
 
 def test_with_the_whole_fleet_in_the_batch_the_baseline_is_its_hosts_before_the_switch(prometheus):
@@ -242,18 +357,10 @@ def test_it_fails_closed_naming_why(prometheus):
 
 
 def test_a_threshold_of_the_operator_applies(prometheus):
-    url, work = prometheus
     loose = {"error_ratio": {"absolute": 0.2}}
-    result = run(
-        url,
-        work,
-        batch=["bad"],
-        baseline=["app2", "app3"],
-        since=SWITCH,
-        until=END,
-        thresholds=loose,
-    )
-    assert result["verdict"] == "pass", result["table"]
+    assert judged(prometheus, ["bad"], ["app2", "app3"], thresholds=loose)["verdict"] == "pass"
+    by_route = {"/search": {"error_ratio": {"absolute": 0.2}}}
+    assert judged(prometheus, ["bad"], ["app2", "app3"], route_thresholds=by_route)["verdict"] == "pass"
 
 
 def test_prometheus_is_reached_over_tls_with_basic_auth_only(prometheus):
