@@ -270,11 +270,8 @@ def test_hotfix_with_a_wrong_checksum_touches_no_host(tmp_path):
 
 
 REPORTS = STATE / "reports/rollouts"  # the canary analysis' verdicts (codegraph_canary)
-SEARCH = (  # the line of api/search.py that answers GET /search
-    "    return graph_search.search("
-    "engine, query=q, mode=mode, k=k, kind=kind, ef_search=ef_search)\n"
-)
-FAILING_SHARE = 0.2  # of the bad release's GET /search answers
+# the line of auth.py that reads the scheme: the bad release compares it case-sensitively
+SCHEME = 'authorization[:7].lower() != b"bearer "'
 
 
 def _report(rollout: str, version: str) -> dict:
@@ -287,16 +284,11 @@ def _report(rollout: str, version: str) -> dict:
 
 @pytest.fixture(scope="module")
 def healthy_but_wrong(tmp_path_factory) -> tuple[Path, str]:
-    """Release 1.0.4: healthy, but one GET /search in five answers 500 (an unhandled
-    error), as a release with a bug in one route would."""
+    """Release 1.0.4: healthy (/health and /ready need no key, so every health gate and
+    HAProxy's checks pass), but it compares the Authorization scheme case-sensitively:
+    every client's `Bearer <key>` is refused 401, with no 5xx anywhere."""
     artifact = _release(
-        tmp_path_factory.mktemp("bad"),
-        "1.0.4",
-        "api/search.py",
-        SEARCH,
-        "    import random\n\n"
-        f"    if random.random() < {FAILING_SHARE}:\n"
-        "        raise RuntimeError('this release fails one search in five on purpose')\n" + SEARCH,
+        tmp_path_factory.mktemp("bad"), "1.0.4", "auth.py", SCHEME, SCHEME.replace(".lower()", "")
     )
     yield artifact, hashlib.sha256(artifact.read_bytes()).hexdigest()
     for leftover in RELEASES.glob("codegraph-1.0.4.tar.gz*"):
@@ -307,7 +299,7 @@ def _hotfix(artifact: Path, digest: str) -> subprocess.CompletedProcess:
     return playbook("hotfix", "-e", f"hotfix_artifact={artifact}", "-e", f"hotfix_sha256={digest}")
 
 
-def test_a_healthy_release_failing_one_route_is_stopped_at_the_canary_and_rolled_back(
+def test_a_healthy_release_refusing_every_key_is_stopped_at_the_canary_and_rolled_back(
     healthy_but_wrong,
 ):
     with under_load() as (summary, _):
@@ -315,7 +307,7 @@ def test_a_healthy_release_failing_one_route_is_stopped_at_the_canary_and_rolled
         rolled_back = time.time()
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
-    assert "The canary analysis failed (error_ratio on /search" in output, output[-3000:]
+    assert "The canary analysis failed (" in output, output[-3000:]
     touched = [name for name in APPS if host(name).file("/opt/codegraph/releases/1.0.4").exists]
     assert len(touched) == 1, touched  # only the canary
     assert [served_version(name) for name in APPS] == ["1.0.1"] * 3
@@ -325,22 +317,25 @@ def test_a_healthy_release_failing_one_route_is_stopped_at_the_canary_and_rolled
     assert canary["hosts"] == touched and sorted(canary["baseline"]) == sorted(
         set(APPS) - set(touched)
     )
-    failed = [(row["check"], row["scope"]) for row in canary["rows"] if row["verdict"] == "fail"]
-    assert ("error_ratio", "/search") in failed, canary["table"]
+    failed = {(row["check"], row["scope"]) for row in canary["rows"] if row["verdict"] == "fail"}
+    # its traffic left every route for (unauthenticated), and 401s took over
+    assert {("traffic_share", "/search"), ("client_error_ratio", "(all routes)")} <= failed, canary[
+        "table"
+    ]
+    assert "](https://" in canary["table"]  # each row links to its query
     # the clients saw the bug only from the canary, while it served (from a moment before
     # its window, when it went back behind HAProxy, to its rollback): at most its share of
-    # the traffic (one host of three) of the failing share of GET /search then
+    # the traffic then (one host of three)
     served = (canary["since"] - 2, rolled_back)
-    failures = {f"{f['outcome']} {f['path'].split('?')[0]}" for f in summary["failures"]}
-    assert failures == {"500 GET /search"}, summary["failures"][:10]
+    assert {f["outcome"] for f in summary["failures"]} == {"401"}, summary["failures"][:10]
     assert all(served[0] <= f["t"] <= served[1] for f in summary["failures"]), served
-    searches = sum(
+    sent = sum(
         count
-        for second, count in summary["per_second"]["GET /search"].items()
+        for route in summary["per_second"].values()
+        for second, count in route.items()
         if served[0] - 1 <= int(second) <= served[1]
     )
-    bound = searches * FAILING_SHARE / len(APPS)
-    assert 0 < summary["failure_count"] <= bound * 1.5, (summary["failure_count"], bound)
+    assert 0 < summary["failure_count"] <= sent / len(APPS) * 1.5, (summary["failure_count"], sent)
     every_acknowledged_write_everywhere(summary)
 
 
