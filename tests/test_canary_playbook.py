@@ -190,7 +190,13 @@ def test_bad_thresholds_and_checks_stop_the_rollout_before_any_host(tmp_path, pr
     assert result.returncode != 0 and report is None
     assert "error_ratio.absolute must be a number >= 0" in output, output[-3000:]
     assert "No host was touched" in output and "Switch (as codegraph-switch" not in output
-    broken = json.dumps({"codegraph_canary_checks": [{"name": "broken", "query": "rate(up{instance=~'$instances'}[$window]"}]})
+    broken = json.dumps(
+        {
+            "codegraph_canary_checks": [
+                {"name": "broken", "query": "rate(up{instance=~'$instances'}[$window]"}
+            ]
+        }
+    )
     result, report = _rollout(tmp_path, prometheus, "-e", broken)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and report is None
@@ -204,7 +210,9 @@ def test_dry_run_judges_every_batch_never_ends_and_a_replay_says_what_changes(tm
     result, report = _rollout(tmp_path, prometheus, "-e", extra)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "DRY RUN (nothing is rolled back): FAIL worse_on_app1 on operator" in output, output[-3000:]
+    assert "DRY RUN (nothing is rolled back): FAIL worse_on_app1 on operator" in output, output[
+        -3000:
+    ]
     # both judged: app1 failed the check, app2 (no user traffic) inconclusive, taken as a fail
     assert [batch["verdict"] for batch in report["batches"]] == ["fail", "fail"], report
     assert "no user traffic" in report["batches"][1]["why"]
@@ -219,16 +227,22 @@ def test_dry_run_judges_every_batch_never_ends_and_a_replay_says_what_changes(tm
         }
     )
     inventory = {"all": {"children": {"codegraph": {"hosts": {"app1": LOCAL, "app2": LOCAL}}}}}
-    replay = run_play(tmp_path, inventory, (TOP / "playbooks/canary_replay.yml").read_text(), "-e", loose)
+    replay = run_play(
+        tmp_path, inventory, (TOP / "playbooks/canary_replay.yml").read_text(), "-e", loose
+    )
     output = replay.stdout + replay.stderr
     assert replay.returncode == 0, output[-3000:]
     flat = re.sub(r"\s+", " ", output)  # the callback folds long lines
-    assert re.search(r"CHANGED test 9\.9\.9 \([^)]*\) batch 1 app1: fail -> inconclusive no user traffic", flat), output[-3000:]
+    assert re.search(
+        r"CHANGED test 9\.9\.9 \([^)]*\) batch 1 app1: fail -> inconclusive no user traffic", flat
+    ), output[-3000:]
 
 
 def test_check_mode_shows_the_verdict_on_the_batch_as_it_runs(tmp_path, prometheus):
     check = {"name": "worse_on_app1", "query": WORSE_ON_APP1}
-    result, report = _rollout(tmp_path, prometheus, "--check", "-e", json.dumps({"codegraph_canary_checks": [check]}))
+    result, report = _rollout(
+        tmp_path, prometheus, "--check", "-e", json.dumps({"codegraph_canary_checks": [check]})
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "CHECK MODE: FAIL worse_on_app1 on operator" in output, output[-3000:]

@@ -133,7 +133,10 @@ def checks_with(checks):
             raise ValueError(f"check {name!r}: direction is {HIGHER} or {LOWER}")
         limits = {"relative": 1.0, "absolute": 0.0}
         limits.update(_limits({k: check[k] for k in limits if k in check} or limits, name))
-        flags = {flag: check.get(flag, default) for flag, default in (("critical", True), ("dry_run", False))}
+        flags = {
+            flag: check.get(flag, default)
+            for flag, default in (("critical", True), ("dry_run", False))
+        }
         for flag, value in flags.items():
             if not isinstance(value, bool):
                 raise ValueError(f"check {name!r}: {flag} is true or false, not {value!r}")
@@ -179,7 +182,11 @@ def judge_counts(batch, baseline, limit, direction, confidence, new_limit=None):
     if worst >= alpha:
         why = f"too few requests to decide ({size}: even the worst split has p={worst:.2g})"
         return {**found, "verdict": INCONCLUSIVE, "why": why}
-    return {**found, "verdict": PASS, "why": "" if not _past(share, limit, direction) else f"p={p_value:.2g}"}
+    return {
+        **found,
+        "verdict": PASS,
+        "why": "" if not _past(share, limit, direction) else f"p={p_value:.2g}",
+    }
 
 
 def _share(events, size):
@@ -195,7 +202,7 @@ class Traffic:
             if route in probe_routes:
                 continue
             codes = self.by_host.setdefault(instance, {}).setdefault(route, {})
-            codes[code] = codes.get(code, 0) + int(round(count))
+            codes[code] = codes.get(code, 0) + round(count)
 
     def routes(self):
         return sorted({route for routes in self.by_host.values() for route in routes})
@@ -244,7 +251,10 @@ def _route_rows(route, batch, baseline, limits, confidence, own=None):
     if route is not None and not new:
         share = ((side.counts(route, _any)[1], side.total()) for side in (batch, baseline))
         row = _count_row("traffic_share", route, *share, limits, LOWER, confidence)
-        row["hosts"] = {"batch": batch.per_host(route, _any), "baseline": baseline.per_host(route, _any)}
+        row["hosts"] = {
+            "batch": batch.per_host(route, _any),
+            "baseline": baseline.per_host(route, _any),
+        }
         rows.append(row)
     codes = set()
     for side in (batch, baseline):
@@ -267,7 +277,10 @@ def _route_rows(route, batch, baseline, limits, confidence, own=None):
             new=new,
         )
         row["status"] = label
-        row["hosts"] = {"batch": batch.per_host(scope, matches), "baseline": baseline.per_host(scope, matches)}
+        row["hosts"] = {
+            "batch": batch.per_host(scope, matches),
+            "baseline": baseline.per_host(scope, matches),
+        }
         rows.append(row)
     return rows
 
@@ -293,10 +306,8 @@ def _count_row(check, scope, batch, baseline, limits, direction, confidence, new
 
 def _cumulative(buckets, route):
     """[(upper bound, requests at or under it)] of a route, sorted, +Inf last."""
-    found = sorted(
-        (float(le), count) for (name, le), count in buckets.items() if name == route
-    )
-    return [(le, int(round(count))) for le, count in found]
+    found = sorted((float(le), count) for (name, le), count in buckets.items() if name == route)
+    return [(le, round(count)) for le, count in found]
 
 
 def quantile(q, cumulative):
@@ -310,7 +321,9 @@ def quantile(q, cumulative):
             if bound == float("inf"):
                 return lower_bound
             inside = count - lower_count
-            return lower_bound + (bound - lower_bound) * ((rank - lower_count) / inside if inside else 0)
+            return lower_bound + (bound - lower_bound) * (
+                (rank - lower_count) / inside if inside else 0
+            )
         lower_bound, lower_count = bound, count
     return lower_bound
 
@@ -335,7 +348,9 @@ def _latency_rows(route, batch_buckets, base_buckets, limits, confidence):
         seconds = _limit(base_q, limits[check], HIGHER)
         bounds = [bound for bound, _ in base_cum if 0 < bound < float("inf")]
         if not bounds:
-            rows.append({**row, "limit": seconds, "verdict": NO_DATA, "why": "no bucket boundaries"})
+            rows.append(
+                {**row, "limit": seconds, "verdict": NO_DATA, "why": "no bucket boundaries"}
+            )
             continue
         bound = min(bounds, key=lambda bound: abs(math.log(bound / seconds)))
         slow = [(cum[-1][1] - dict(cum).get(bound, 0), cum[-1][1]) for cum in (batch_cum, base_cum)]
@@ -360,19 +375,33 @@ def host_row(check, batch_hosts, base_values, threshold, direction):
     row["hosts"] = {"batch": values, "baseline": dict(base_values)}
     known = {host: value for host, value in values.items() if value is not None}
     if not known and not base_values:
-        return {**row, "batch": None, "baseline": None, "verdict": NO_DATA, "why": "no data anywhere"}
+        return {
+            **row,
+            "batch": None,
+            "baseline": None,
+            "verdict": NO_DATA,
+            "why": "no data anywhere",
+        }
     base = median(list(base_values.values())) if base_values else None
     worst_of = min if direction == LOWER else max
     row.update(batch=worst_of(known.values()) if known else None, baseline=base)
     missing = sorted(host for host, value in values.items() if value is None)
     if missing and base_values:
-        return {**row, "verdict": FAIL, "why": f"no data from {', '.join(missing)} (the baseline has it)"}
+        return {
+            **row,
+            "verdict": FAIL,
+            "why": f"no data from {', '.join(missing)} (the baseline has it)",
+        }
     limit = _limit(base if base is not None else 0.0, threshold, direction)
     row["limit"] = limit
     past = sorted(host for host, value in known.items() if _past(value, limit, direction))
     if past:
         return {**row, "verdict": FAIL, "why": f"{', '.join(past)} past the limit"}
-    return {**row, "verdict": PASS, "why": "" if base_values else "no baseline: held to the absolute margin"}
+    return {
+        **row,
+        "verdict": PASS,
+        "why": "" if base_values else "no baseline: held to the absolute margin",
+    }
 
 
 def analyse(
@@ -407,10 +436,15 @@ def analyse(
     rows += _lb_rows(batch, baseline, limits, confidence)
     for check, direction in HOST_CHECKS.items():
         if check == "user_requests":  # from the traffic, not a query of its own
-            found, base = ({host: size for host, (_, size) in side.per_host(frozenset(), _any).items()} for side in traffic)
+            found, base = (
+                {host: size for host, (_, size) in side.per_host(frozenset(), _any).items()}
+                for side in traffic
+            )
         else:
             found, base = (side.get("hosts", {}).get(check, {}) for side in (batch, baseline))
-        values = {host: found.get(host, 0 if check == "user_requests" else None) for host in batch_hosts}
+        values = {
+            host: found.get(host, 0 if check == "user_requests" else None) for host in batch_hosts
+        }
         rows.append(host_row(check, values, base, limits[check], direction))
     rows += [_custom_row(check, batch, baseline, batch_hosts) for check in checks]
     return rows
@@ -421,11 +455,20 @@ def _lb_rows(batch, baseline, limits, confidence):
     sides = []
     for side in (batch, baseline):
         responses = side.get("lb_responses", {})
-        total = int(round(sum(responses.values())))
-        bad = int(round(sum(count for (_, kind), count in responses.items() if kind == "5xx")))
+        total = round(sum(responses.values()))
+        bad = round(sum(count for (_, kind), count in responses.items() if kind == "5xx"))
         sides.append((bad, total))
     if not sides[1][1] and not sides[0][1]:
-        return [{"check": "lb_error_ratio", "scope": "hosts", "batch": None, "baseline": None, "verdict": NO_DATA, "why": "no data anywhere"}]
+        return [
+            {
+                "check": "lb_error_ratio",
+                "scope": "hosts",
+                "batch": None,
+                "baseline": None,
+                "verdict": NO_DATA,
+                "why": "no data anywhere",
+            }
+        ]
     return [_count_row("lb_error_ratio", "hosts", sides[0], sides[1], limits, HIGHER, confidence)]
 
 
@@ -459,7 +502,9 @@ def verdict(rows, busy_share=0.05):
     failed = [row for row in rows if row["verdict"] == FAIL]
     if failed:
         return FAIL, "; ".join(_failure(row) for row in failed)
-    shares = {row["scope"]: row.get("baseline") or 0.0 for row in rows if row["check"] == "traffic_share"}
+    shares = {
+        row["scope"]: row.get("baseline") or 0.0 for row in rows if row["check"] == "traffic_share"
+    }
     if not any(row["scope"] == ALL_ROUTES for row in rows):
         return INCONCLUSIVE, "no user traffic (health checks and scrapes are not judged)"
     waiting = [
@@ -469,7 +514,9 @@ def verdict(rows, busy_share=0.05):
         and (row["scope"] == ALL_ROUTES or shares.get(row["scope"], 0.0) >= busy_share)
     ]
     if waiting:
-        return INCONCLUSIVE, "; ".join(f"{row['check']} on {row['scope']}: {row['why']}" for row in waiting)
+        return INCONCLUSIVE, "; ".join(
+            f"{row['check']} on {row['scope']}: {row['why']}" for row in waiting
+        )
     return PASS, ""
 
 

@@ -27,7 +27,8 @@ QUERIES = {
         ("server", "code"),
     ),
     "refused_entries": (
-        "sum by (instance) (increase(codegraph_replication_refused_entries_total{{{service}}}[{w}]))",
+        "sum by (instance)"
+        " (increase(codegraph_replication_refused_entries_total{{{service}}}[{w}]))",
         ("instance",),
     ),
     "lag_entries": (
@@ -44,12 +45,14 @@ QUERIES = {
     ),
     "scrape_up": ("avg by (instance) (avg_over_time(up{{{service}}}[{w}]))", ("instance",)),
     "lb_retries": (
-        "sum by (instance) (label_replace(increase(haproxy_server_retry_warnings_total{{{lb}}}[{w}]),"
+        "sum by (instance) (label_replace("
+        "increase(haproxy_server_retry_warnings_total{{{lb}}}[{w}]),"
         ' "instance", "$1", "server", "(.*)"))',
         ("instance",),
     ),
     "lb_check_failures": (
-        "sum by (instance) (label_replace(increase(haproxy_server_check_failures_total{{{lb}}}[{w}]),"
+        "sum by (instance) (label_replace("
+        "increase(haproxy_server_check_failures_total{{{lb}}}[{w}]),"
         ' "instance", "$1", "server", "(.*)"))',
         ("instance",),
     ),
@@ -80,7 +83,9 @@ def side_queries(instances, window, jobs, checks=()):
         "lb": f'job="{jobs["lb"]}", proxy="{jobs["backend"]}", server=~"{hosts}"',
         "w": f"{window}s",
     }
-    found = {name: (template.format(**selectors), keys) for name, (template, keys) in QUERIES.items()}
+    found = {
+        name: (template.format(**selectors), keys) for name, (template, keys) in QUERIES.items()
+    }
     for check in checks:
         query = check["query"].replace("$instances", hosts).replace("$window", f"{window}s")
         found["custom:" + check["name"]] = (query, None)
@@ -125,7 +130,12 @@ def links(prometheus_url, query, start, end, grafana_url=None, datasource=None):
         "prometheus": prometheus_url.rstrip("/")
         + "/graph?"
         + urlencode(
-            {"g0.expr": query, "g0.tab": "0", "g0.range_input": f"{seconds}s", "g0.end_input": _iso(end)}
+            {
+                "g0.expr": query,
+                "g0.tab": "0",
+                "g0.range_input": f"{seconds}s",
+                "g0.end_input": _iso(end),
+            }
         )
     }
     if grafana_url:
@@ -176,7 +186,9 @@ def _test(row):
         return shown
     hosts = row.get("hosts") or {}
     if hosts:
-        return ", ".join(f"{host} {_number(value)}" for host, value in sorted(hosts.get("batch", {}).items()))
+        return ", ".join(
+            f"{host} {_number(value)}" for host, value in sorted(hosts.get("batch", {}).items())
+        )
     return "-"
 
 
@@ -186,4 +198,3 @@ def _number(value, unit=None):
     if unit:
         return f"{value / unit:.1f} MiB"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-

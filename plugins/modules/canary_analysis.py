@@ -129,6 +129,7 @@ window:
   returned: always
 """
 
+import contextlib
 import json
 import time
 from urllib.parse import urlencode
@@ -174,10 +175,8 @@ def _query(module, promql, at):
         body = getattr(error, "read", None)
         detail = ""
         if body is not None and getattr(error, "code", 0) == 400:  # a query Prometheus refused
-            try:
+            with contextlib.suppress(Exception):  # not JSON: the error itself says enough
                 detail = json.loads(body()).get("error", "")
-            except Exception:  # noqa: S110 - the error itself says enough then
-                pass
         if detail:
             module.fail_json(msg=f"Prometheus refused {promql!r}: {detail}")
         module.fail_json(msg=f"Prometheus at {params['prometheus_url']} did not answer: {error}")
@@ -191,12 +190,18 @@ def _query(module, promql, at):
 def _side(module, hosts, window, at, checks):
     """One side's results and the PromQL that gave them."""
     queries = side_queries(hosts, window, _jobs(module.params), checks)
-    answers = {name: parse(_query(module, promql, at), keys) for name, (promql, keys) in queries.items()}
+    answers = {
+        name: parse(_query(module, promql, at), keys) for name, (promql, keys) in queries.items()
+    }
     return side_results(answers), {name: promql for name, (promql, _) in queries.items()}
 
 
 def _jobs(params):
-    return {"service": params["service_job"], "lb": params["lb_job"], "backend": params["lb_backend"]}
+    return {
+        "service": params["service_job"],
+        "lb": params["lb_job"],
+        "backend": params["lb_backend"],
+    }
 
 
 def _validated(module):
@@ -231,7 +236,11 @@ def main():
             "checks": {"type": "list", "elements": "dict", "default": []},
             "confidence": {"type": "float", "default": 0.99},
             "busy_share": {"type": "float", "default": 0.05},
-            "probe_routes": {"type": "list", "elements": "str", "default": list(DEFAULT_PROBE_ROUTES)},
+            "probe_routes": {
+                "type": "list",
+                "elements": "str",
+                "default": list(DEFAULT_PROBE_ROUTES),
+            },
             "service_job": {"type": "str", "default": "codegraph"},
             "lb_job": {"type": "str", "default": "haproxy"},
             "lb_backend": {"type": "str", "default": "codegraph"},

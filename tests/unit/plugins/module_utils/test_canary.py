@@ -98,7 +98,9 @@ def _named(name, **window):
 
 
 def _failed(rows):
-    return {(row["check"], row["scope"], row.get("status")) for row in rows if row["verdict"] == FAIL}
+    return {
+        (row["check"], row["scope"], row.get("status")) for row in rows if row["verdict"] == FAIL
+    }
 
 
 # --- bad releases fail -------------------------------------------------------------
@@ -131,7 +133,9 @@ def test_a_quiet_fleet_canary_failing_30_of_30_searches_fails():
     not make it judged, the 30 failures do."""
     quiet = {"/search": 30}
     canary = _named("app1", routes=quiet, codes={"/search": {"500": 30}})
-    outcome, why, rows = _judge([canary], [_named("app2", routes=quiet), _named("app3", routes=quiet)])
+    outcome, why, rows = _judge(
+        [canary], [_named("app2", routes=quiet), _named("app3", routes=quiet)]
+    )
     assert outcome == FAIL, why
     assert ("error_ratio", "/search", "5xx") in _failed(rows)
     assert not any(row["scope"] == "/ready" for row in rows)
@@ -145,7 +149,7 @@ def test_a_canary_without_replication_metrics_fails():
     assert "no data from app1" in why
 
 
-def test_a_canary_restarting_with_twice_the_refused_entries_fails_though_a_baseline_host_restarted():
+def test_a_restarting_canary_refusing_twice_the_entries_fails_though_one_baseline_host_restarted():
     canary = _named("app1", host_checks={"restarts": 1.0, "refused_entries": 19.0})
     baseline = [
         _named("app2", host_checks={"refused_entries": 10.0}),
@@ -167,7 +171,9 @@ def test_a_later_batch_with_one_failing_host_fails():
 def test_a_rising_share_of_one_4xx_code_on_a_route_fails():
     base_codes = {"/nodes/{node_id}": {"404": 45}}  # 5 % of lookups miss: the clients' doing
     canary = _named("app1", codes={"/nodes/{node_id}": {"404": 270}})
-    outcome, why, rows = _judge([canary], [_named("app2", codes=base_codes), _named("app3", codes=base_codes)])
+    outcome, why, rows = _judge(
+        [canary], [_named("app2", codes=base_codes), _named("app3", codes=base_codes)]
+    )
     assert outcome == FAIL, why
     assert ("client_error_ratio", "/nodes/{node_id}", "404") in _failed(rows)
 
@@ -183,7 +189,9 @@ def test_haproxy_seeing_5xx_and_failed_checks_from_the_canary_fails():
     canary = _named("app1", lb={"2xx": 1100, "5xx": 160}, host_checks={"lb_check_failures": 4.0})
     outcome, why, rows = _judge([canary], [_named("app2"), _named("app3")])
     assert outcome == FAIL, why
-    assert {("lb_error_ratio", "hosts", None), ("lb_check_failures", "hosts", None)} <= _failed(rows)
+    assert {("lb_error_ratio", "hosts", None), ("lb_check_failures", "hosts", None)} <= _failed(
+        rows
+    )
 
 
 def test_a_canary_missing_scrapes_or_given_no_traffic_fails():
@@ -241,14 +249,18 @@ def test_health_checks_alone_are_no_user_traffic():
 
 def test_a_busy_route_the_test_cannot_decide_yet_holds_the_verdict():
     few = {"/search": 1}
-    outcome, why, rows = _judge([_named("app1", routes=few)], [_named("app2", routes={"/search": 2})])
+    outcome, why, rows = _judge(
+        [_named("app1", routes=few)], [_named("app2", routes={"/search": 2})]
+    )
     assert outcome == INCONCLUSIVE, why
     assert "too few requests to decide" in why
     # a rare route (under busy_share of the baseline's traffic) is reported, not waited for
     rare = dict(ROUTES, **{"/backup": 1})
     outcome, why, rows = _judge([_named("app1")], [_named("app2", routes=rare)])
     assert outcome == PASS, why
-    backup = next(row for row in rows if row["scope"] == "/backup" and row["check"] == "traffic_share")
+    backup = next(
+        row for row in rows if row["scope"] == "/backup" and row["check"] == "traffic_share"
+    )
     assert backup["verdict"] == INCONCLUSIVE
 
 
@@ -312,7 +324,10 @@ def test_bad_thresholds_are_refused_naming_why(thresholds, routes, message):
         ({"name": "restarts", "query": "$instances $window"}, "named twice"),
         ({"name": "a", "query": "up"}, "must use \\$instances and \\$window"),
         ({"name": "a", "query": "$instances $window", "direction": "up"}, "direction"),
-        ({"name": "a", "query": "$instances $window", "critical": "yes"}, "critical is true or false"),
+        (
+            {"name": "a", "query": "$instances $window", "critical": "yes"},
+            "critical is true or false",
+        ),
         ({"name": "a", "query": "$instances $window", "oops": 1}, "unknown keys oops"),
     ],
 )
@@ -344,8 +359,14 @@ def test_judge_counts_decides_only_when_it_can():
     assert judge_counts((1, 1), (0, 1), 0.01, "higher_is_worse", 0.99)["verdict"] == INCONCLUSIVE
     assert judge_counts((0, 0), (0, 60), 0.01, "higher_is_worse", 0.99)["verdict"] == NO_DATA
     # with no baseline, held to the margin by a binomial test
-    assert judge_counts((5, 100), (0, 0), None, "higher_is_worse", 0.99, new_limit=0.01)["verdict"] == FAIL
-    assert judge_counts((1, 100), (0, 0), None, "higher_is_worse", 0.99, new_limit=0.01)["verdict"] == PASS
+    assert (
+        judge_counts((5, 100), (0, 0), None, "higher_is_worse", 0.99, new_limit=0.01)["verdict"]
+        == FAIL
+    )
+    assert (
+        judge_counts((1, 100), (0, 0), None, "higher_is_worse", 0.99, new_limit=0.01)["verdict"]
+        == PASS
+    )
 
 
 def test_quantile_interpolates_as_prometheus_does():
@@ -361,6 +382,11 @@ def test_the_table_shows_failures_first_with_their_test():
     _, _, rows = _judge([canary], [_named("app2")])
     table = markdown(rows, "app1").splitlines()
     assert table[0].startswith("| Check | Scope | Batch (app1) |")
-    assert table[2].startswith("| error_ratio | (all routes) 5xx | 0.02381 | 0 | 0.01 | 30/1260 vs 0/1260")
-    assert any(line.startswith("| error_ratio | /search 5xx | 0.1 | 0 | 0.01 | 30/300 vs 0/300, p=") for line in table[3:6])
+    assert table[2].startswith(
+        "| error_ratio | (all routes) 5xx | 0.02381 | 0 | 0.01 | 30/1260 vs 0/1260"
+    )
+    assert any(
+        line.startswith("| error_ratio | /search 5xx | 0.1 | 0 | 0.01 | 30/300 vs 0/300, p=")
+        for line in table[3:6]
+    )
     assert table[-1].endswith("| pass |")

@@ -52,7 +52,9 @@ ROUTES = {"/search": 1.0, "/nodes/{node_id}": 3.0, "/stats": 0.2}  # requests a 
 BOUNDS = ("0.005", "0.01", "0.1", "0.25", "0.5", "+Inf")
 
 
-def _host(instance, routes=None, codes=None, slow=None, replication=True, refused=0.0, restart=None):
+def _host(
+    instance, routes=None, codes=None, slow=None, replication=True, refused=0.0, restart=None
+):
     """One host's recorded service: routes {route: requests a second} answered 200 unless
     codes {route: {code: share}}; slow {route: (seconds, share)} answered that slowly, the
     rest within 5-10 ms; HAProxy's health checks on /ready every 2 s; refused log entries a
@@ -67,21 +69,33 @@ def _host(instance, routes=None, codes=None, slow=None, replication=True, refuse
             lines += _series("http_requests_total", labels, _counter(rate * share, restart))
         seconds, late = (slow or {}).get(route, (0, 0.0))
         for le in BOUNDS:
-            share = (1 - late) * (0.5 if le == "0.005" else 1) + (late if float(le) >= seconds else 0)
+            share = (1 - late) * (0.5 if le == "0.005" else 1) + (
+                late if float(le) >= seconds else 0
+            )
             bucket = {**service, "method": "GET", "handler": route, "le": le}
-            lines += _series("http_request_duration_seconds_bucket", bucket, _counter(rate * share, restart))
+            lines += _series(
+                "http_request_duration_seconds_bucket", bucket, _counter(rate * share, restart)
+            )
     probe = {**service, "method": "GET", "handler": "/ready", "code": "200"}
     lines += _series("http_requests_total", probe, _counter(0.5, restart))
     started = END - SPAN - 60
-    lines += _series("process_start_time_seconds", service, lambda t: restart if restart and t >= restart else started)
+    lines += _series(
+        "process_start_time_seconds",
+        service,
+        lambda t: restart if restart and t >= restart else started,
+    )
     lines += _series("process_resident_memory_bytes", service, lambda t: 200e6)
     lines += _series("up", service, lambda t: 1)
     if replication:
-        lines += _series("codegraph_replication_refused_entries_total", service, _counter(refused, restart))
+        lines += _series(
+            "codegraph_replication_refused_entries_total", service, _counter(refused, restart)
+        )
         lines += _series("codegraph_replication_lag_entries", service, lambda t: 0)
     server = {"job": "haproxy", "instance": "lb1", "proxy": "codegraph", "server": instance}
     total = sum((ROUTES if routes is None else routes).values())
-    lines += _series("haproxy_server_http_responses_total", {**server, "code": "2xx"}, _counter(total))
+    lines += _series(
+        "haproxy_server_http_responses_total", {**server, "code": "2xx"}, _counter(total)
+    )
     lines += _series("haproxy_server_http_responses_total", {**server, "code": "5xx"}, _counter(0))
     lines += _series("haproxy_server_retry_warnings_total", server, _counter(0))
     lines += _series("haproxy_server_check_failures_total", server, _counter(0))
@@ -228,7 +242,10 @@ def test_a_canary_like_the_baseline_passes_every_check(prometheus):
     assert result["verdict"] == "pass", result["table"]
     assert result["window"] == 300 and result["changed"] is False
     judged_rows = {(row["check"], row["scope"]) for row in result["rows"]}
-    assert ("error_ratio", "/search") in judged_rows and ("latency_p99", "/nodes/{node_id}") in judged_rows
+    assert ("error_ratio", "/search") in judged_rows and (
+        "latency_p99",
+        "/nodes/{node_id}",
+    ) in judged_rows
     assert {"refused_entries", "lag_entries", "restarts", "memory_growth", "scrape_up"} <= {
         check for check, scope in judged_rows
     }
@@ -241,7 +258,11 @@ def test_a_canary_like_the_baseline_passes_every_check(prometheus):
 
 @pytest.mark.parametrize(
     ("batch", "baseline"),
-    [(["app2"], ["app3", "app4"]), (["app2", "app3"], ["app4"]), (["good"], ["app2", "app3", "app4"])],
+    [
+        (["app2"], ["app3", "app4"]),
+        (["app2", "app3"], ["app4"]),
+        (["good"], ["app2", "app3", "app4"]),
+    ],
 )
 def test_identical_hosts_pass_in_any_batch_size(prometheus, batch, baseline):
     result = judged(prometheus, batch, baseline)
@@ -294,9 +315,14 @@ def test_no_user_traffic_is_inconclusive_and_says_so(prometheus):
 
 
 def test_each_row_has_its_query_and_a_link(prometheus):
-    result = judged(prometheus, ["bad"], ["app2", "app3"], grafana_url="https://grafana.example:3000")
+    result = judged(
+        prometheus, ["bad"], ["app2", "app3"], grafana_url="https://grafana.example:3000"
+    )
     row = next(r for r in result["rows"] if r["check"] == "error_ratio" and r["scope"] == "/search")
-    assert 'instance=~"bad"' in row["queries"]["batch"] and 'instance=~"app2|app3"' in row["queries"]["baseline"]
+    assert (
+        'instance=~"bad"' in row["queries"]["batch"]
+        and 'instance=~"app2|app3"' in row["queries"]["baseline"]
+    )
     assert row["links"]["prometheus"].startswith("https://127.0.0.1:")
     assert "/graph?g0.expr=sum+by" in row["links"]["prometheus"]
     assert row["links"]["grafana"].startswith("https://grafana.example:3000/explore?left=")
@@ -307,12 +333,15 @@ def test_each_row_has_its_query_and_a_link(prometheus):
 def test_the_operators_check_is_asked_of_prometheus(prometheus):
     check = {
         "name": "memory_mib",
-        "query": 'max by (instance) (max_over_time(process_resident_memory_bytes{instance=~"$instances"}[$window])) / 1048576',
+        "query": "max by (instance) (max_over_time("
+        'process_resident_memory_bytes{instance=~"$instances"}[$window])) / 1048576',
         "absolute": 1,
     }
     result = judged(prometheus, ["good"], ["app2"], checks=[check])
     row = next(r for r in result["rows"] if r["check"] == "memory_mib")
-    assert row["verdict"] == "pass" and row["hosts"]["batch"]["good"] == pytest.approx(200e6 / 1048576)
+    assert row["verdict"] == "pass" and row["hosts"]["batch"]["good"] == pytest.approx(
+        200e6 / 1048576
+    )
     lower = {**check, "direction": "lower_is_worse", "relative": 1.0, "absolute": 0}
     lower["query"] = check["query"].replace("/ 1048576", "/ 1048576 - 1")  # 1 MiB less, both sides
     result = judged(prometheus, ["good"], ["app2"], checks=[lower])
@@ -324,10 +353,19 @@ def test_validate_only_asks_prometheus_to_parse_every_query(prometheus):
     good = {"name": "ok", "query": 'sum by (instance) (rate(up{instance=~"$instances"}[$window]))'}
     result = run(url, work, batch=["app2"], validate_only=True, checks=[good])
     assert not result.get("failed") and result["checks"] == ["ok"], result
-    broken = {"name": "broken", "query": 'sum by (instance) (rate(up{instance=~"$instances"}[$window])'}
+    broken = {
+        "name": "broken",
+        "query": 'sum by (instance) (rate(up{instance=~"$instances"}[$window])',
+    }
     result = run(url, work, batch=["app2"], validate_only=True, checks=[broken])
-    assert result["failed"] and "Prometheus refused" in result["msg"] and "parse error" in result["msg"], result
-    negative = run(url, work, batch=["app2"], validate_only=True, thresholds={"restarts": {"absolute": -1}})
+    assert (
+        result["failed"]
+        and "Prometheus refused" in result["msg"]
+        and "parse error" in result["msg"]
+    ), result
+    negative = run(
+        url, work, batch=["app2"], validate_only=True, thresholds={"restarts": {"absolute": -1}}
+    )
     assert negative["failed"] and "restarts.absolute must be a number >= 0" in negative["msg"]
 
 
@@ -360,7 +398,10 @@ def test_a_threshold_of_the_operator_applies(prometheus):
     loose = {"error_ratio": {"absolute": 0.2}}
     assert judged(prometheus, ["bad"], ["app2", "app3"], thresholds=loose)["verdict"] == "pass"
     by_route = {"/search": {"error_ratio": {"absolute": 0.2}}}
-    assert judged(prometheus, ["bad"], ["app2", "app3"], route_thresholds=by_route)["verdict"] == "pass"
+    assert (
+        judged(prometheus, ["bad"], ["app2", "app3"], route_thresholds=by_route)["verdict"]
+        == "pass"
+    )
 
 
 def test_prometheus_is_reached_over_tls_with_basic_auth_only(prometheus):
