@@ -16,6 +16,7 @@ import ansible
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 TOP = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -211,4 +212,37 @@ def test_the_changelog_is_consistent_and_at_the_collection_version():
         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
     )
     releases = yaml.safe_load((TOP / "changelogs/changelog.yaml").read_text())["releases"]
-    assert GALAXY["version"] in releases, "galaxy.yml's version has no changelog entry"
+    if "-" not in GALAXY["version"]:
+        assert GALAXY["version"] in releases, "galaxy.yml's version has no changelog entry"
+        return
+    # between releases main says so: a prerelease of the next version, above every release,
+    # major when a fragment breaks something, with its changes waiting as fragments
+    upcoming = Version(GALAXY["version"])
+    assert upcoming.is_prerelease and upcoming > max(Version(v) for v in releases), upcoming
+    fragments = [yaml.safe_load(f.read_text()) for f in (TOP / "changelogs/fragments").glob("*.yml")]
+    assert fragments, f"{upcoming} is a prerelease with no change waiting in changelogs/fragments"
+    newest = max(Version(v) for v in releases)
+    if any("breaking_changes" in fragment for fragment in fragments):
+        assert upcoming.major > newest.major, f"a breaking change needs a major version, not {upcoming}"
+
+
+def test_every_plugin_says_when_it_was_added_and_the_versions_agree():
+    """version_added of a module is the release whose changelog lists it, or the upcoming
+    version (galaxy.yml's, a prerelease) when no release does yet."""
+    releases = yaml.safe_load((TOP / "changelogs/changelog.yaml").read_text())["releases"]
+    listed = {
+        plugin["name"]: release
+        for release, entry in releases.items()
+        for kind in ("modules",)
+        for plugin in entry.get(kind, [])
+    }
+    upcoming = Version(GALAXY["version"]).base_version
+    for module in sorted((TOP / "plugins/modules").glob("*.py")):
+        documentation = re.search(r'DOCUMENTATION = r"""(.*?)"""', module.read_text(), re.S)
+        added = str(yaml.safe_load(documentation.group(1))["version_added"])
+        if module.stem in listed:
+            assert added == listed[module.stem], (module.stem, added, listed[module.stem])
+        elif added in releases:  # moved into the collection then: its changelog says so
+            assert module.stem in str(releases[added]), (module.stem, added)
+        else:
+            assert added == upcoming, f"{module.stem}: version_added {added}, not {upcoming}"

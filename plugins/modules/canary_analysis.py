@@ -10,18 +10,28 @@ module: canary_analysis
 short_description: Judge a rollout batch against the hosts still on the old release
 version_added: 3.0.0
 description:
-  - Asks Prometheus, over one window, for the batch's hosts and the baseline's - the 5xx
-    ratio and the 95th and 99th percentile of answer time per route, the replication
-    applier's refused entries and its lag, restarts of the service and the growth of its
-    resident memory - and judges each check against the baseline.
+  - Asks Prometheus, over one window, for the batch's hosts and the baseline's, per host -
+    requests by route and status code, the answer-time histogram, the replication
+    applier's refused entries and lag, restarts, resident memory growth, scrape
+    completeness (C(up)), and HAProxy's view of each server (5xx, retries, failed health
+    checks) - and judges the batch against the baseline.
+  - Only user traffic is judged - O(probe_routes) (health checks, scrapes) never are.
+    Every route the baseline serves is judged on the batch - its share of the traffic (a
+    route that disappears or moves to another label fails), its 5xx share, the share of
+    each 4xx code, and its latency as the share of requests over the bucket boundary
+    nearest the limit the baseline's quantile makes. A route only the batch serves is
+    judged on its errors against the absolute margins alone.
+  - Each count is judged by a one-sided exact test knowing both sample sizes (Fisher's;
+    binomial for a new route) - a row fails when the batch is past its limit and the test
+    says so at O(confidence); it is inconclusive only when the test cannot decide.
+  - Host checks compare each batch host with the baseline hosts' median. A series the
+    baseline has and a batch host lacks fails; no data anywhere never counts as a pass.
+  - The verdict is V(fail) if any row fails; V(inconclusive) with no user traffic, or
+    while a route with at least O(busy_share) of the baseline's traffic cannot be decided;
+    V(pass) otherwise.
   - The window runs from O(since) (when the batch went back behind the load balancer on
     the new release) to O(until) (now by default), so retrying the task (C(until)) judges a
     longer window each time.
-  - A check fails when the batch's value exceeds the baseline's by more than its relative
-    factor and by more than its absolute margin. A route with fewer than O(min_requests)
-    requests on the batch is inconclusive; the verdict is inconclusive while a route that
-    is busy on the baseline (O(min_requests) per host) is below it on the batch, or when
-    no route could be judged.
   - Fails closed - Prometheus unreachable, a refused login or a query that fails makes the
     module fail, so a rollout cannot go on without its analysis.
   - "Read-only; runs on the controller (C(delegate_to: localhost))."
@@ -61,9 +71,10 @@ options:
     elements: str
     default: []
   since:
-    description: Unix time at which the batch took traffic on the new release.
+    description:
+      - Unix time at which the batch took traffic on the new release.
+      - Required unless O(validate_only).
     type: float
-    required: true
   until:
     description: Unix time at which the window ends; now when not given.
     type: float
@@ -74,16 +85,78 @@ options:
     type: float
   thresholds:
     description:
-      - Per check, C(relative) and/or C(absolute) replacing the defaults. Checks and
-        defaults (relative, absolute) - C(error_ratio) (2.0, 0.01), C(latency_p95)
-        (1.5, 0.05 s), C(latency_p99) (1.5, 0.1 s), C(refused_entries) (1.0, 0),
-        C(lag_entries) (2.0, 50), C(restarts) (1.0, 0), C(memory_growth) (2.0, 256 MiB).
+      - Per check, C(relative) (a factor >= 1) and/or C(absolute) (>= 0) replacing the
+        defaults. Checks and defaults (relative, absolute) - C(traffic_share) (2.0, 0),
+        C(error_ratio) (2.0, 0.01), C(client_error_ratio) (2.0, 0.02), C(latency_p95)
+        (1.5, 0.05 s), C(latency_p99) (1.5, 0.1 s), C(lb_error_ratio) (2.0, 0.01),
+        C(refused_entries) (1.0, 0), C(lag_entries) (2.0, 50), C(restarts) (1.0, 0),
+        C(memory_growth) (2.0, 256 MiB), C(user_requests) (4.0, 10), C(scrape_up) (1.0,
+        0.1), C(lb_retries) (2.0, 5), C(lb_check_failures) (1.0, 0).
+      - A higher-is-worse check's limit is the larger of the baseline times C(relative)
+        and the baseline plus C(absolute); a lower-is-worse one's (C(traffic_share),
+        C(user_requests), C(scrape_up)) the smaller of the baseline divided by
+        C(relative) and the baseline minus C(absolute).
     type: dict
     default: {}
-  min_requests:
-    description: Requests a route needs on the batch in the window to be judged.
-    type: int
-    default: 50
+  route_thresholds:
+    description:
+      - "Per route, per-route checks' thresholds over O(thresholds), e.g.
+        C({'/search': {'latency_p99': {'absolute': 0.3}}}). That route is then judged by
+        them alone (it leaves the all-routes row of those checks)."
+    type: dict
+    default: {}
+  checks:
+    description:
+      - The operator's checks. Each has C(name), C(query) (PromQL with C($instances), the
+        side's hosts as a regex, and C($window)), C(direction) (V(higher_is_worse), the
+        default, or V(lower_is_worse)), C(relative) (1.0), C(absolute) (0), C(critical)
+        (true; a failure of a check that is not critical is a warning) and C(dry_run)
+        (false; reported, never counted).
+      - A query whose answer keeps C(instance) is judged per host against the baseline
+        hosts' median; otherwise its one number a side is compared.
+    type: list
+    elements: dict
+    default: []
+  confidence:
+    description: How sure a test must be before a row past its limit fails, in [0.5, 1).
+    type: float
+    default: 0.99
+  busy_share:
+    description:
+      - A route with at least this share of the baseline's user traffic holds the verdict
+        while its test cannot decide; rarer routes are reported only.
+    type: float
+    default: 0.05
+  probe_routes:
+    description: Routes that are not user traffic (health checks, probes, scrapes).
+    type: list
+    elements: str
+    default: [/ready, /health, /metrics]
+  service_job:
+    description: The C(job) label of the service's metrics.
+    type: str
+    default: codegraph
+  lb_job:
+    description: The C(job) label of HAProxy's own metrics.
+    type: str
+    default: haproxy
+  lb_backend:
+    description: HAProxy's backend (C(proxy) label) holding the app hosts as servers.
+    type: str
+    default: codegraph
+  grafana_url:
+    description: Grafana's base URL, for an explore link beside each row.
+    type: str
+  grafana_datasource:
+    description: The Prometheus data source's name or uid in Grafana.
+    type: str
+  validate_only:
+    description:
+      - Check O(thresholds), O(route_thresholds) and O(checks), and ask Prometheus every
+        query once for O(batch) (it parses the operator's PromQL), without judging - for a
+        preflight before any host is touched.
+    type: bool
+    default: false
   timeout:
     description: Seconds to wait for each answer of Prometheus.
     type: float
@@ -100,33 +173,62 @@ EXAMPLES = r"""
     batch: [app1]
     baseline: [app2, app3]
     since: "{{ canary_enabled_at }}"
+    route_thresholds:
+      /search: {latency_p99: {absolute: 0.25}}
   delegate_to: localhost
   register: analysis
   until: analysis.verdict != 'inconclusive'
   retries: 10
   delay: 30
+
+- name: Check the thresholds and an operator's check before any host is touched
+  codegraph.ops.canary_analysis:
+    prometheus_url: "https://{{ groups['monitoring'][0] }}:9090"
+    username: prometheus
+    password: "{{ monitoring_scrape_password }}"
+    ca_path: "{{ codegraph_tls_secrets_dir }}/ca.crt"
+    batch: "{{ groups['codegraph'] }}"
+    checks:
+      - name: queue_depth
+        query: 'max by (instance) (max_over_time(my_queue_depth{instance=~"$instances"}[$window]))'
+        absolute: 10
+    validate_only: true
+  delegate_to: localhost
 """
 
 RETURN = r"""
 verdict:
   description: V(pass), V(fail) or V(inconclusive).
   type: str
-  returned: always
+  returned: unless validate_only
+why:
+  description: The failed rows, or what keeps the verdict inconclusive; empty on a pass.
+  type: str
+  returned: unless validate_only
 rows:
   description:
-    - One per check (and route) - check, scope (a route or C(hosts)), batch, baseline,
-      limit (what the batch had to stay under), verdict and, when inconclusive, why.
+    - One per check and scope (a route, all routes, C(hosts) or C(operator)) - check,
+      scope, status (the code class of a count row), direction, batch, baseline, limit,
+      verdict (pass, fail, inconclusive, no data, warn) and why; counts (events and
+      requests of batch and baseline) and p_value for a test; hosts (each host's value
+      or counts, batch and baseline); queries (the resolved PromQL of both sides); links
+      (Prometheus, and Grafana with O(grafana_url)).
   type: list
   elements: dict
-  returned: always
+  returned: unless validate_only
 table:
-  description: The rows as a Markdown table.
+  description: The rows as a Markdown table, failures first.
   type: str
-  returned: always
+  returned: unless validate_only
 window:
   description: Seconds of traffic judged.
   type: int
-  returned: always
+  returned: unless validate_only
+checks:
+  description: The operator's checks that Prometheus parsed (O(validate_only)).
+  type: list
+  elements: str
+  returned: when validate_only
 """
 
 import contextlib

@@ -8,6 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: haproxy_server
 short_description: Drain an HAProxy server or put it back, polling every 0.1 s
+version_added: 2.0.0
 description:
   - C(state=drained) sets the server to DRAIN (no new requests) and waits until it has
     no request in flight. Health checks keep running (MAINT would stop them), so HAProxy
