@@ -52,7 +52,7 @@ release: venv ## build the release artifact (wheelhouse tarball + .sha256)
 	@scripts/build-release.sh
 
 # --- checks -----------------------------------------------------------------------
-.PHONY: lint docs test test-repo test-app test-molecule
+.PHONY: lint docs test test-repo test-app test-molecule mutation
 lint: venv bootstrap ## yamllint, ansible-lint (production profile), ruff, shellcheck
 	yamllint --strict .
 	ansible-lint  # plain, as on a fresh clone: .ansible-lint holds the profile
@@ -91,6 +91,9 @@ test-molecule: venv image release ## every molecule scenario on real systemd hos
 	done
 
 test: lint test-repo test-app test-molecule ## everything CI runs
+
+mutation: venv ## mutation testing of the canary judge (mutmut; minutes, not in CI): docs/testing.md
+	@scripts/mutation.sh
 
 # --- benchmarks -------------------------------------------------------------------
 BENCHES ?= api_get ingest vector profiles backup deploy restart replication

@@ -67,8 +67,10 @@ def fisher_less(events, size, base_events, base_size):
 
 def binomial_at_least(x, size, rate):
     """P(X >= x) for X ~ Binomial(size, rate): 'more events than rate allows'."""
-    if rate <= 0 or rate >= 1:
-        return 1.0 if x <= (0 if rate <= 0 else size) else 0.0
+    if rate <= 0:  # never an event
+        return 1.0 if x <= 0 else 0.0
+    if rate >= 1:  # always one
+        return 1.0 if x <= size else 0.0
 
     def log_pmf(k):
         return _log_choose(size, k) + k * math.log(rate) + (size - k) * math.log1p(-rate)

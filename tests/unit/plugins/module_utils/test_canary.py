@@ -7,6 +7,7 @@ one host's window of traffic the way the service counts it."""
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 from ansible_collections.codegraph.ops.plugins.module_utils.canary import (
@@ -28,6 +29,7 @@ from ansible_collections.codegraph.ops.plugins.module_utils.canary_stats import 
     binomial_at_least,
     fisher_greater,
     fisher_less,
+    hypergeom_at_least,
     median,
 )
 
@@ -351,6 +353,51 @@ def test_fisher_and_binomial_tails_match_known_values():
     assert fisher_greater(1000, 100000, 1000, 100000) > 0.4
     assert fisher_greater(2000, 100000, 1000, 100000) < 1e-20
     assert median([3, 1, 2]) == 2 and median([1, 2, 3, 10]) == 2.5
+
+
+def _exact_hypergeom_at_least(x, total, marked, drawn):
+    found = sum(
+        Fraction(math.comb(marked, k) * math.comb(total - marked, drawn - k), math.comb(total, drawn))
+        for k in range(max(x, 0), min(marked, drawn) + 1)
+    )
+    return float(found)
+
+
+def _exact_binomial_at_least(x, size, rate):
+    return float(
+        sum(
+            math.comb(size, k) * rate**k * (1 - rate) ** (size - k)
+            for k in range(max(x, 0), size + 1)
+        )
+    )
+
+
+def _close(found, exact):
+    """Equal to 1e-9 relatively, or both below what a p-value is ever compared with."""
+    return found == pytest.approx(exact, rel=1e-9, abs=1e-300) or max(found, exact) < 1e-250
+
+
+def test_the_tails_equal_exact_sums_on_every_small_table_and_far_tails():
+    for total in (0, 1, 2, 5, 13):
+        for marked in range(total + 1):
+            for drawn in range(total + 1):
+                for x in range(-1, min(marked, drawn) + 3):
+                    found = hypergeom_at_least(x, total, marked, drawn)
+                    exact = _exact_hypergeom_at_least(x, total, marked, drawn)
+                    assert _close(found, exact), (x, total, marked, drawn, found, exact)
+    # far tails, where a sum from the wrong side would give 1 - 1 = 0 or lose every digit
+    for x, total, marked, drawn in [(30, 90, 30, 30), (0, 3780, 1800, 1260), (25, 400, 40, 100)]:
+        exact = _exact_hypergeom_at_least(x, total, marked, drawn)
+        assert _close(hypergeom_at_least(x, total, marked, drawn), exact), (x, exact)
+        below = 1 - _exact_hypergeom_at_least(x + 1, total, marked, drawn)
+        assert _close(fisher_less(x, drawn, marked - x, total - drawn), below), (x, below)
+    for size in (0, 1, 2, 9, 60):
+        for rate in (Fraction(0), Fraction(1, 100), Fraction(3, 10), Fraction(1, 2), Fraction(99, 100), Fraction(1)):
+            for x in range(-1, size + 3):
+                found = binomial_at_least(x, size, float(rate))
+                exact = _exact_binomial_at_least(x, size, rate)
+                assert _close(found, exact), (x, size, rate, found, exact)
+    assert _close(binomial_at_least(40, 60, 0.01), _exact_binomial_at_least(40, 60, Fraction(1, 100)))
 
 
 def test_judge_counts_decides_only_when_it_can():
