@@ -495,13 +495,16 @@ def _custom_row(check, batch, baseline, batch_hosts):
 
 
 def verdict(rows, busy_share=0.05):
-    """(verdict, reason). fail if any row fails; inconclusive with no user traffic, or
+    """(verdict, reason). fail if any row fails, or if no check has data at all (not a
+    quiet fleet: a fleet Prometheus does not see); inconclusive with no user traffic, or
     while a row of a route carrying at least busy_share of the baseline's traffic (or of
     all routes) cannot be decided; pass otherwise (rows with no data are said, and no
     row with no data ever made anything pass)."""
     failed = [row for row in rows if row["verdict"] == FAIL]
     if failed:
         return FAIL, "; ".join(_failure(row) for row in failed)
+    if all(row["verdict"] == NO_DATA for row in rows if row["check"] != "user_requests"):
+        return FAIL, "no data at all for the batch or the baseline: is Prometheus scraping them?"
     shares = {
         row["scope"]: row.get("baseline") or 0.0 for row in rows if row["check"] == "traffic_share"
     }

@@ -243,6 +243,11 @@ def test_a_new_route_by_design_is_reported_and_judged_on_its_errors_only():
     assert outcome == FAIL and "error_ratio on /v2/graph" in why
 
 
+def test_no_data_at_all_fails_even_where_a_quiet_fleet_would_proceed():
+    rows = analyse({}, {}, ["app1"])
+    assert verdict(rows) == (FAIL, "no data at all for the batch or the baseline: is Prometheus scraping them?")
+
+
 def test_health_checks_alone_are_no_user_traffic():
     idle = {}
     outcome, why, _ = _judge([_named("app1", routes=idle)], [_named("app2", routes=idle)])
