@@ -219,11 +219,15 @@ def test_the_changelog_is_consistent_and_at_the_collection_version():
     # major when a fragment breaks something, with its changes waiting as fragments
     upcoming = Version(GALAXY["version"])
     assert upcoming.is_prerelease and upcoming > max(Version(v) for v in releases), upcoming
-    fragments = [yaml.safe_load(f.read_text()) for f in (TOP / "changelogs/fragments").glob("*.yml")]
+    fragments = [
+        yaml.safe_load(f.read_text()) for f in (TOP / "changelogs/fragments").glob("*.yml")
+    ]
     assert fragments, f"{upcoming} is a prerelease with no change waiting in changelogs/fragments"
     newest = max(Version(v) for v in releases)
     if any("breaking_changes" in fragment for fragment in fragments):
-        assert upcoming.major > newest.major, f"a breaking change needs a major version, not {upcoming}"
+        assert upcoming.major > newest.major, (
+            f"a breaking change needs a major version, not {upcoming}"
+        )
 
 
 def test_every_plugin_says_when_it_was_added_and_the_versions_agree():

@@ -245,7 +245,10 @@ def test_a_new_route_by_design_is_reported_and_judged_on_its_errors_only():
 
 def test_no_data_at_all_fails_even_where_a_quiet_fleet_would_proceed():
     rows = analyse({}, {}, ["app1"])
-    assert verdict(rows) == (FAIL, "no data at all for the batch or the baseline: is Prometheus scraping them?")
+    assert verdict(rows) == (
+        FAIL,
+        "no data at all for the batch or the baseline: is Prometheus scraping them?",
+    )
 
 
 def test_health_checks_alone_are_no_user_traffic():
@@ -362,7 +365,9 @@ def test_fisher_and_binomial_tails_match_known_values():
 
 def _exact_hypergeom_at_least(x, total, marked, drawn):
     found = sum(
-        Fraction(math.comb(marked, k) * math.comb(total - marked, drawn - k), math.comb(total, drawn))
+        Fraction(
+            math.comb(marked, k) * math.comb(total - marked, drawn - k), math.comb(total, drawn)
+        )
         for k in range(max(x, 0), min(marked, drawn) + 1)
     )
     return float(found)
@@ -397,12 +402,21 @@ def test_the_tails_equal_exact_sums_on_every_small_table_and_far_tails():
         below = 1 - _exact_hypergeom_at_least(x + 1, total, marked, drawn)
         assert _close(fisher_less(x, drawn, marked - x, total - drawn), below), (x, below)
     for size in (0, 1, 2, 9, 60):
-        for rate in (Fraction(0), Fraction(1, 100), Fraction(3, 10), Fraction(1, 2), Fraction(99, 100), Fraction(1)):
+        for rate in (
+            Fraction(0),
+            Fraction(1, 100),
+            Fraction(3, 10),
+            Fraction(1, 2),
+            Fraction(99, 100),
+            Fraction(1),
+        ):
             for x in range(-1, size + 3):
                 found = binomial_at_least(x, size, float(rate))
                 exact = _exact_binomial_at_least(x, size, rate)
                 assert _close(found, exact), (x, size, rate, found, exact)
-    assert _close(binomial_at_least(40, 60, 0.01), _exact_binomial_at_least(40, 60, Fraction(1, 100)))
+    assert _close(
+        binomial_at_least(40, 60, 0.01), _exact_binomial_at_least(40, 60, Fraction(1, 100))
+    )
 
 
 def test_judge_counts_decides_only_when_it_can():
