@@ -388,7 +388,7 @@ def _close(found, exact):
 
 
 def test_the_tails_equal_exact_sums_on_every_small_table_and_far_tails():
-    for total in (0, 1, 2, 5, 13):
+    for total in (0, 1, 2, 4, 7):
         for marked in range(total + 1):
             for drawn in range(total + 1):
                 for x in range(-1, min(marked, drawn) + 3):
