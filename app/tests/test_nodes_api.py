@@ -1,8 +1,10 @@
 """Nodes and edges through the API, and the errors every bad input gets."""
 
+import hashlib
 import logging
 
-from conftest import AUTH, node
+from codegraph.auth import key_scope
+from conftest import API_KEY, AUTH, node
 
 
 def test_upsert_get_update_delete(client):
@@ -255,6 +257,21 @@ def test_an_idempotency_key_answers_its_own_request_only(client):
         assert "used for a different request" in reused.json()["detail"]
     assert client.get("/nodes/idem:a").status_code == 200
     assert client.get("/nodes/idem:b").status_code == 404
+
+
+def test_a_retry_is_the_same_request_however_the_client_spells_the_scheme(client):
+    """The key's scope is the API key, not the raw header: `bearer KEY` retrying a write
+    sent as `Bearer KEY` gets the first answer, not a second application."""
+    key = {"Idempotency-Key": "scheme-case"}
+    first = client.post("/nodes", json={"nodes": [node("scheme:a")]}, headers=key)
+    lower = {**key, "Authorization": f"bearer {API_KEY}"}
+    again = client.post("/nodes", json={"nodes": [node("scheme:a")]}, headers=lower)
+    assert again.status_code == 200 and again.headers.get("idempotent-replayed") == "true"
+    assert again.json() == first.json()
+    assert key_scope(f"Bearer {API_KEY}".encode()) == key_scope(f"BEARER  {API_KEY} ".encode())
+    # the scope the releases before this one computed for the usual spelling: unchanged
+    old = hashlib.sha256(f"Bearer {API_KEY}".encode()).hexdigest()[:16]
+    assert key_scope(f"Bearer {API_KEY}".encode()) == old
 
 
 def test_a_route_whose_handler_raises_counts_its_500_against_that_route(

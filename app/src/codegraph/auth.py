@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from pathlib import Path
@@ -56,10 +57,28 @@ class ApiKeys:
 
     def check(self, authorization: bytes | None) -> bool:
         """True if the Authorization header carries an accepted key."""
-        if not authorization or authorization[:7].lower() != b"bearer ":
+        token = bearer_token(authorization)
+        if token is None:
             return False
-        token = authorization[7:].strip()
         matched = False
         for key in self._keys:  # no early exit: the time taken does not tell which key
             matched |= hmac.compare_digest(token, key)
         return matched
+
+
+def bearer_token(authorization: bytes | None) -> bytes | None:
+    """The key an Authorization header carries (the scheme is case-insensitive, as
+    RFC 9110 says), or None when it is not a Bearer one."""
+    if not authorization or authorization[:7].lower() != b"bearer ":
+        return None
+    return authorization[7:].strip()
+
+
+def key_scope(authorization: bytes | None) -> str:
+    """The identity of the API key a request was sent with, for scoping its
+    Idempotency-Key: the same key however the client spells the scheme. (The hash of
+    "Bearer <key>", so a scope is the same as the releases before this one computed for
+    the usual spelling: a retry across a rolling deploy still finds its first answer.)"""
+    token = bearer_token(authorization)
+    normal = b"Bearer " + token if token is not None else (authorization or b"")
+    return hashlib.sha256(normal).hexdigest()[:16]

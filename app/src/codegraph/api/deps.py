@@ -1,11 +1,11 @@
 """What routers get from the application: the engine, a write's Idempotency-Key, and
 how a write's answer carries its place in the log."""
 
-import hashlib
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
 
+from codegraph.auth import key_scope
 from codegraph.engine import Engine, Written
 
 
@@ -23,13 +23,13 @@ def _idempotency_key(
         Header(alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$"),
     ] = None,
 ) -> str | None:
-    """The key, scoped to the API key that sent it: two clients with keys of their own
-    never collide on one Idempotency-Key. (A client that switches API keys during a
-    rotation sends a retry of an earlier write with the earlier API key.)"""
+    """The key, scoped to the API key that sent it (however the scheme is spelled): two
+    clients with keys of their own never collide on one Idempotency-Key. (A client that
+    switches API keys during a rotation sends a retry of an earlier write with the
+    earlier API key.)"""
     if key is None:
         return None
-    bearer = request.headers.get("authorization", "").encode()
-    return f"{hashlib.sha256(bearer).hexdigest()[:16]}:{key}"
+    return f"{key_scope(request.headers.get('authorization', '').encode())}:{key}"
 
 
 # A client's key for a write it may retry: the same key within two minutes is the same
