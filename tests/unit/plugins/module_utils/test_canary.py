@@ -321,38 +321,175 @@ def test_the_operators_checks_critical_not_critical_and_dry_run():
     assert verdict(rows)[0] == PASS
 
 
+KNOWN = ", ".join(DEFAULT_THRESHOLDS)
+
+
 @pytest.mark.parametrize(
     ("thresholds", "routes", "message"),
     [
-        ({"latency_p100": {"absolute": 1}}, None, "unknown check 'latency_p100'"),
-        ({"error_ratio": {"absolute": -0.1}}, None, "error_ratio.absolute must be a number >= 0"),
-        ({"error_ratio": {"relative": 0.5}}, None, "relative must be >= 1"),
-        ({"error_ratio": 0.1}, None, "give a dict of relative and/or absolute"),
-        ({}, {"/search": {"restarts": {"absolute": 1}}}, "'restarts' is not a per-route check"),
+        ({"latency_p100": {"absolute": 1}}, None, f"unknown check 'latency_p100' (known: {KNOWN})"),
+        (
+            {"error_ratio": {"absolute": -0.1}},
+            None,
+            "error_ratio.absolute must be a number >= 0, not -0.1",
+        ),
+        (
+            {"error_ratio": {"absolute": True}},
+            None,
+            "error_ratio.absolute must be a number >= 0, not True",
+        ),
+        (
+            {"error_ratio": {"absolute": "1"}},
+            None,
+            "error_ratio.absolute must be a number >= 0, not '1'",
+        ),
+        (
+            {"error_ratio": {"relative": 0.5}},
+            None,
+            "error_ratio.relative must be >= 1 (a factor), not 0.5",
+        ),
+        (
+            {"error_ratio": 0.1},
+            None,
+            "error_ratio: give a dict of relative and/or absolute, not 0.1",
+        ),
+        ({"error_ratio": {}}, None, "error_ratio: give a dict of relative and/or absolute, not {}"),
+        (
+            {"error_ratio": {"margin": 1}},
+            None,
+            "error_ratio: give a dict of relative and/or absolute, not {'margin': 1}",
+        ),
+        (
+            {},
+            {"/search": {"restarts": {"absolute": 1}}},
+            "route '/search': 'restarts' is not a per-route check",
+        ),
+        (
+            {},
+            {"/search": {"latency_p150": {"absolute": 1}}},
+            "route '/search': 'latency_p150' is not a per-route check",
+        ),
+        ({}, {"/search": 1}, "route '/search': give a dict of checks, not 1"),
+        (
+            {},
+            {"/s": {"error_ratio": {"absolute": -1}}},
+            "/s.error_ratio.absolute must be a number >= 0, not -1",
+        ),
     ],
 )
 def test_bad_thresholds_are_refused_naming_why(thresholds, routes, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError) as refused:
         thresholds_with(thresholds, routes)
+    assert str(refused.value) == message
+
+
+def test_a_route_threshold_keeps_the_checks_other_limit():
+    limits, per_route = thresholds_with(
+        {"error_ratio": {"relative": 3}}, {"/s": {"error_ratio": {"absolute": 0.2}}}
+    )
+    assert per_route == {"/s": {"error_ratio": {"relative": 3.0, "absolute": 0.2}}}
+    assert limits["error_ratio"] == {"relative": 3.0, "absolute": 0.01}
+    assert thresholds_with(None, None) == (DEFAULT_THRESHOLDS, {})
 
 
 @pytest.mark.parametrize(
     ("check", "message"),
     [
-        ({"name": "Bad-Name", "query": "$instances $window"}, "lowercase"),
-        ({"name": "restarts", "query": "$instances $window"}, "named twice"),
-        ({"name": "a", "query": "up"}, "must use \\$instances and \\$window"),
-        ({"name": "a", "query": "$instances $window", "direction": "up"}, "direction"),
+        ("queue", "a check is a dict, not 'queue'"),
+        (
+            {"name": "Bad-Name", "query": "$instances $window"},
+            "check name 'Bad-Name': lowercase letters, digits and _",
+        ),
+        ({"query": "$instances $window"}, "check name None: lowercase letters, digits and _"),
+        (
+            {"name": "restarts", "query": "$instances $window"},
+            "check 'restarts' is named twice (or like a built-in check)",
+        ),
+        ({"name": "a", "query": "up"}, "check 'a': query must use $instances and $window"),
+        ({"name": "a", "query": "up[$window]"}, "check 'a': query must use $instances and $window"),
+        (
+            {"name": "a", "query": "{$instances}"},
+            "check 'a': query must use $instances and $window",
+        ),
+        ({"name": "a", "query": 1}, "check 'a': query must use $instances and $window"),
+        (
+            {"name": "a", "query": "$instances $window", "direction": "up"},
+            "check 'a': direction is higher_is_worse or lower_is_worse",
+        ),
         (
             {"name": "a", "query": "$instances $window", "critical": "yes"},
-            "critical is true or false",
+            "check 'a': critical is true or false, not 'yes'",
         ),
-        ({"name": "a", "query": "$instances $window", "oops": 1}, "unknown keys oops"),
+        (
+            {"name": "a", "query": "$instances $window", "dry_run": 1},
+            "check 'a': dry_run is true or false, not 1",
+        ),
+        (
+            {"name": "a", "query": "$instances $window", "oops": 1, "bad": 2},
+            "check 'a': unknown keys bad, oops",
+        ),
+        (
+            {"name": "a", "query": "$instances $window", "relative": 0.5},
+            "a.relative must be >= 1 (a factor), not 0.5",
+        ),
     ],
 )
 def test_bad_checks_are_refused_naming_why(check, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError) as refused:
         checks_with([check])
+    assert str(refused.value) == message
+
+
+def test_a_check_gets_its_defaults_and_keeps_what_it_gives():
+    [check] = checks_with([{"name": "a", "query": "$instances $window"}])
+    assert check == {
+        "name": "a",
+        "query": "$instances $window",
+        "direction": "higher_is_worse",
+        "relative": 1.0,
+        "absolute": 0.0,
+        "critical": True,
+        "dry_run": False,
+    }
+    given = {
+        "name": "b",
+        "query": "$window $instances",
+        "direction": "lower_is_worse",
+        "relative": 2,
+    }
+    given.update(absolute=3, critical=False, dry_run=True)
+    assert checks_with([given]) == [dict(given, relative=2.0, absolute=3.0)]
+    with pytest.raises(ValueError, match="named twice"):
+        checks_with([given, given])
+    assert checks_with(None) == []
+
+
+def test_limits_take_the_looser_of_the_factor_and_the_margin():
+    """A 5 % baseline may reach 10 % (the factor, looser than + 1 point); a route at 70 %
+    of its share is within half; scrape_up exactly at its limit passes."""
+    base = _named("app2", codes={"/search": {"500": 15}})
+    assert _judge([_named("app1", codes={"/search": {"500": 24}})], [base])[0] == PASS
+    assert _judge([_named("app1", codes={"/search": {"500": 45}})], [base])[0] == FAIL
+    fewer = dict(ROUTES, **{"/search": 180})  # 0.2 of traffic against 0.24, significant
+    outcome, why, _ = _judge([_named("app1", routes=fewer)], [_named("app2")])
+    assert outcome == PASS, why
+    edge = _named("app1", host_checks={"scrape_up": 0.9})
+    assert _judge([edge], [_named("app2")])[0] == PASS
+    assert _judge([_named("app1", host_checks={"scrape_up": 0.89})], [_named("app2")])[0] == FAIL
+
+
+def test_a_lower_is_worse_count_decides_when_the_worst_split_would_be_significant():
+    assert judge_counts((3, 6), (6, 6), 0.5, "lower_is_worse", 0.99)["verdict"] == PASS
+    assert judge_counts((0, 6), (6, 6), 0.5, "lower_is_worse", 0.99)["verdict"] == FAIL
+    assert judge_counts((0, 3), (3, 3), 0.5, "lower_is_worse", 0.99)["verdict"] == INCONCLUSIVE
+    assert judge_counts((0, 0), (3, 3), 0.5, "lower_is_worse", 0.99) == {
+        "verdict": "no data",
+        "why": "no requests on the batch",
+    }
+    assert judge_counts((1, 2), (0, 0), 0.5, "higher_is_worse", 0.99) == {
+        "verdict": "no data",
+        "why": "new route: no baseline to compare with",
+    }
 
 
 # --- the contract: the words the role reads, the defaults the docs give ---------------
