@@ -224,7 +224,7 @@ class Traffic:
     def counts(self, route, matches):
         """(events, size) summed over the side's hosts."""
         per_host = self.per_host(route, matches).values()
-        return sum(events for events, _ in per_host), sum(size for _, size in per_host)
+        return sum(pair[0] for pair in per_host), sum(pair[1] for pair in per_host)
 
     def total(self):
         return self.counts(frozenset(), _any)[1]
@@ -346,7 +346,7 @@ def _latency_rows(route, batch_buckets, base_buckets, limits, confidence):
             rows.append({**row, "verdict": NO_DATA, "why": "new route: latency has no baseline"})
             continue
         seconds = _limit(base_q, limits[check], HIGHER)
-        bounds = [bound for bound, _ in base_cum if 0 < bound < float("inf")]
+        bounds = [bound for bound, _count in base_cum if 0 < bound < float("inf")]
         if not bounds:
             rows.append(
                 {**row, "limit": seconds, "verdict": NO_DATA, "why": "no bucket boundaries"}
@@ -437,7 +437,7 @@ def analyse(
     for check, direction in HOST_CHECKS.items():
         if check == "user_requests":  # from the traffic, not a query of its own
             found, base = (
-                {host: size for host, (_, size) in side.per_host(frozenset(), _any).items()}
+                {host: counts[1] for host, counts in side.per_host(frozenset(), _any).items()}
                 for side in traffic
             )
         else:
@@ -456,7 +456,7 @@ def _lb_rows(batch, baseline, limits, confidence):
     for side in (batch, baseline):
         responses = side.get("lb_responses", {})
         total = round(sum(responses.values()))
-        bad = round(sum(count for (_, kind), count in responses.items() if kind == "5xx"))
+        bad = round(sum(count for (_server, kind), count in responses.items() if kind == "5xx"))
         sides.append((bad, total))
     if not sides[1][1] and not sides[0][1]:
         return [

@@ -7,6 +7,7 @@ judges, links to each query, and the Markdown table an operator reads."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from urllib.parse import quote, urlencode
@@ -98,7 +99,7 @@ def parse(answer, keys):
     found = {}
     for sample in answer:
         value = float(sample["value"][1])
-        if value != value:  # NaN: nothing to divide, so no value
+        if math.isnan(value):  # nothing to divide, so no value
             continue
         labels = sample["metric"]
         if keys is None:

@@ -295,7 +295,7 @@ def _side(module, hosts, window, at, checks):
     answers = {
         name: parse(_query(module, promql, at), keys) for name, (promql, keys) in queries.items()
     }
-    return side_results(answers), {name: promql for name, (promql, _) in queries.items()}
+    return side_results(answers), {name: query[0] for name, query in queries.items()}
 
 
 def _jobs(params):

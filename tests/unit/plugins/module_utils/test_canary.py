@@ -61,7 +61,7 @@ def _host(name, routes=None, codes=None, slow=None, probes=150, host_checks=None
         for code, n in by_code.items():
             requests[(name, route, code)] = float(n)
         late = (slow or {}).get(route, [])
-        fast = count - sum(n for _, n in late)
+        fast = count - sum(pair[1] for pair in late)
         times = [(0.004, fast // 2), (0.008, fast - fast // 2), *late]
         for bound in BOUNDS:
             buckets[(route, bound)] = sum(n for seconds, n in times if seconds <= bound)
@@ -206,9 +206,9 @@ def test_haproxy_seeing_5xx_and_failed_checks_from_the_canary_fails():
 
 
 def test_a_canary_missing_scrapes_or_given_no_traffic_fails():
-    outcome, _, rows = _judge([_named("app1", host_checks={"scrape_up": 0.5})], [_named("app2")])
+    outcome, _why, rows = _judge([_named("app1", host_checks={"scrape_up": 0.5})], [_named("app2")])
     assert outcome == FAIL and ("scrape_up", "hosts", None) in _failed(rows)
-    outcome, _, rows = _judge([_named("app1", routes={})], [_named("app2"), _named("app3")])
+    outcome, _why, rows = _judge([_named("app1", routes={})], [_named("app2"), _named("app3")])
     assert outcome == FAIL and ("user_requests", "hosts", None) in _failed(rows)
 
 
@@ -248,7 +248,7 @@ def test_a_new_route_by_design_is_reported_and_judged_on_its_errors_only():
     assert new["error_ratio"]["verdict"] == PASS and "new route" in new["error_ratio"]["why"]
     assert new["latency_p99"]["verdict"] == NO_DATA
     broken = _named("app1", routes=routes, codes={"/v2/graph": {"500": 20}})
-    outcome, why, _ = _judge([broken], [_named("app2")])
+    outcome, why, _rows = _judge([broken], [_named("app2")])
     assert outcome == FAIL and "error_ratio on /v2/graph" in why
 
 
@@ -262,7 +262,7 @@ def test_no_data_at_all_fails_even_where_a_quiet_fleet_would_proceed():
 
 def test_health_checks_alone_are_no_user_traffic():
     idle = {}
-    outcome, why, _ = _judge([_named("app1", routes=idle)], [_named("app2", routes=idle)])
+    outcome, why, _rows = _judge([_named("app1", routes=idle)], [_named("app2", routes=idle)])
     assert outcome == INCONCLUSIVE and why.startswith("no user traffic")
 
 
@@ -289,7 +289,7 @@ def test_a_busy_route_the_test_cannot_decide_yet_holds_the_verdict():
 def test_a_route_threshold_applies_to_that_route_only():
     canary = _named("app1", slow={"/search": [(0.2, 60)], "/stats": [(0.2, 12)]})
     loose = {"/search": {"latency_p95": {"absolute": 0.5}, "latency_p99": {"absolute": 0.5}}}
-    outcome, _, rows = _judge([canary], [_named("app2")], route_thresholds=loose)
+    outcome, _why, rows = _judge([canary], [_named("app2")], route_thresholds=loose)
     assert outcome == FAIL
     assert {row["scope"] for row in rows if row["verdict"] == FAIL} == {"/stats"}
 
@@ -471,7 +471,7 @@ def test_limits_take_the_looser_of_the_factor_and_the_margin():
     assert _judge([_named("app1", codes={"/search": {"500": 24}})], [base])[0] == PASS
     assert _judge([_named("app1", codes={"/search": {"500": 45}})], [base])[0] == FAIL
     fewer = dict(ROUTES, **{"/search": 180})  # 0.2 of traffic against 0.24, significant
-    outcome, why, _ = _judge([_named("app1", routes=fewer)], [_named("app2")])
+    outcome, why, _rows = _judge([_named("app1", routes=fewer)], [_named("app2")])
     assert outcome == PASS, why
     edge = _named("app1", host_checks={"scrape_up": 0.9})
     assert _judge([edge], [_named("app2")])[0] == PASS
@@ -634,7 +634,7 @@ def test_quantile_interpolates_as_prometheus_does():
 
 def test_the_table_shows_failures_first_with_their_test():
     canary = _named("app1", codes={"/search": {"500": 30}})
-    _, _, rows = _judge([canary], [_named("app2")])
+    _outcome, _why, rows = _judge([canary], [_named("app2")])
     table = markdown(rows, "app1").splitlines()
     assert table[0].startswith("| Check | Scope | Batch (app1) |")
     assert table[2].startswith(
