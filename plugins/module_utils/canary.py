@@ -221,6 +221,14 @@ class Traffic:
             found[instance] = [events, size]
         return found
 
+    def shares(self, route):
+        """{instance: [requests of the route, all its user requests]} per host."""
+        everything = self.per_host(frozenset(), _any)
+        return {
+            instance: [counts[1], everything[instance][1]]
+            for instance, counts in self.per_host(route, _any).items()
+        }
+
     def counts(self, route, matches):
         """(events, size) summed over the side's hosts."""
         per_host = self.per_host(route, matches).values()
@@ -251,10 +259,7 @@ def _route_rows(route, batch, baseline, limits, confidence, own=None):
     if route is not None and not new:
         share = ((side.counts(route, _any)[1], side.total()) for side in (batch, baseline))
         row = _count_row("traffic_share", route, *share, limits, LOWER, confidence)
-        row["hosts"] = {
-            "batch": batch.per_host(route, _any),
-            "baseline": baseline.per_host(route, _any),
-        }
+        row["hosts"] = {"batch": batch.shares(route), "baseline": baseline.shares(route)}
         rows.append(row)
     codes = set()
     for side in (batch, baseline):

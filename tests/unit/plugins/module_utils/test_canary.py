@@ -6,6 +6,7 @@ one host's window of traffic the way the service counts it."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from fractions import Fraction
@@ -533,6 +534,48 @@ def test_the_default_thresholds_are_the_documented_ones():
     directions = {check for check, direction in HOST_CHECKS.items() if direction == LOWER}
     assert directions == {"user_requests", "scrape_up"}
     assert DEFAULT_PROBE_ROUTES == ("/ready", "/health", "/metrics")
+
+
+# --- the rows an on-call engineer reads ---------------------------------------------
+
+GOLDEN = Path(__file__).with_name("canary_golden.json")
+
+
+def _golden_case():
+    """app1 against app2 and app3: /a half 500s, two 404s, half slow; /b new; /c gone;
+    no lag series from app1."""
+    batch = _named(
+        "app1",
+        routes={"/a": 40, "/b": 10},
+        codes={"/a": {"500": 20, "404": 2}},
+        slow={"/a": [(0.3, 20)]},
+        host_checks={"lag_entries": None},
+    )
+    baseline = [_named(name, routes={"/a": 40, "/c": 10}) for name in ("app2", "app3")]
+    outcome, why, rows = _judge([batch], baseline)
+    return {"verdict": outcome, "why": why, "rows": rows}
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return float(f"{value:.10g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(item) for item in value]
+    return value
+
+
+def write_golden():
+    """After a deliberate change of the rows: python -c 'import test_canary as t;
+    t.write_golden()' (with the collection on PYTHONPATH), and read the diff."""
+    GOLDEN.write_text(json.dumps(_rounded(_golden_case()), indent=1, sort_keys=True) + "\n")
+
+
+def test_every_row_says_what_was_judged_on_which_numbers():
+    """Each row's fields (values, limit, counts, per-host numbers, p-value, why) exactly
+    as the report shows them, for one case touching every kind of row."""
+    assert _rounded(_golden_case()) == json.loads(GOLDEN.read_text())
 
 
 # --- the tests underneath ------------------------------------------------------------
