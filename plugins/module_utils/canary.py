@@ -231,11 +231,15 @@ class Traffic:
 
     def counts(self, route, matches):
         """(events, size) summed over the side's hosts."""
-        per_host = self.per_host(route, matches).values()
-        return sum(pair[0] for pair in per_host), sum(pair[1] for pair in per_host)
+        return _summed(self.per_host(route, matches))
 
     def total(self):
         return self.counts(frozenset(), _any)[1]
+
+
+def _summed(per_host):
+    """(events, size) of {instance: [events, size]}."""
+    return sum(pair[0] for pair in per_host.values()), sum(pair[1] for pair in per_host.values())
 
 
 def _any(code):
@@ -271,21 +275,22 @@ def _route_rows(route, batch, baseline, limits, confidence, own=None):
     kinds += [("client_error_ratio", code, _code_is(code)) for code in sorted(codes)]
     for check, label, matches in kinds:
         scope = route if route is not None else frozenset((own or {}).get(check, ()))
+        hosts = {
+            "batch": batch.per_host(scope, matches),
+            "baseline": baseline.per_host(scope, matches),
+        }
         row = _count_row(
             check,
             route or ALL_ROUTES,
-            batch.counts(scope, matches),
-            baseline.counts(scope, matches),
+            _summed(hosts["batch"]),
+            _summed(hosts["baseline"]),
             limits,
             HIGHER,
             confidence,
             new=new,
         )
         row["status"] = label
-        row["hosts"] = {
-            "batch": batch.per_host(scope, matches),
-            "baseline": baseline.per_host(scope, matches),
-        }
+        row["hosts"] = hosts
         rows.append(row)
     return rows
 
