@@ -8,7 +8,7 @@ packages=(
   prometheus                                  # promtool, for the alert rules
   curl jq openssl shellcheck                  # the runbook's tools, scripts linted
   wrk                                         # load generation in benchmarks
-  nats-server                                 # a real JetStream cluster for the app's tests
+  nats-server faketime                        # a real JetStream cluster for the app's tests; a host's clock set ahead
   haproxy                                     # a real HAProxy for the haproxy_server module's tests
   sudo                                        # become on localhost: Mitogen runs sudo even as root
   g++ python3-dev                             # hnswlib (the tests' reference index) builds from source

@@ -127,7 +127,10 @@ class Served:
         return self.process.returncode
 
 
-def start_server(root: Path, *, tls: bool = True, **sections: dict[str, Any]) -> Served:
+def start_server(
+    root: Path, *, tls: bool = True, env: dict[str, str] | None = None, **sections: dict[str, Any]
+) -> Served:
+    """A codegraph-api process under root (env: more environment variables)."""
     import tomli_w
 
     port, metrics_port = free_port(), free_port()
@@ -159,7 +162,7 @@ def start_server(root: Path, *, tls: bool = True, **sections: dict[str, Any]) ->
             [str(Path(sys.executable).with_name("codegraph-api")), "--config", str(config_path)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     served = Served(root, config_path, port, metrics_port, process, ca_file, log_path)
     wait_healthy(served)

@@ -5,9 +5,12 @@ that write through it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ import orjson
 import trustme
 import yaml
 
+from codegraph.replication.entries import FORMAT
 from codegraph.replication.stream import StreamSpec, connection_options, ensure_stream
 from codegraph.settings import Settings, parse_settings
 from conftest import API_KEY, Served, config_for, free_port, start_server
@@ -153,6 +157,74 @@ cluster {{
         }
 
 
+class Relay:
+    """A TCP relay on loopback to a server's port that can hold what clients send (not
+    what they receive): bytes a host sent its nats-server wait here until released, as
+    on a congested or broken link. Makes a publish's fate unknown to its host."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._holding = False
+        self._held: list[tuple[socket.socket, bytes]] = []
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"tls://localhost:{self.port}"
+
+    def hold(self) -> None:
+        with self._lock:
+            self._holding = True
+
+    def release(self) -> None:
+        """Deliver what was held, in order, then relay as before."""
+        with self._lock:
+            self._holding = False
+            for destination, data in self._held:
+                with contextlib.suppress(OSError):
+                    destination.sendall(data)
+            self._held.clear()
+
+    def close(self) -> None:
+        for sock in (self._listener, *self._sockets):
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                return
+            self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, destination: socket.socket, upstream: bool) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                for sock in (source, destination):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                return
+            with self._lock:
+                if upstream and self._holding:
+                    self._held.append((destination, data))
+                    continue
+                try:
+                    destination.sendall(data)
+                except OSError:
+                    return
+
+
 def write_keys(root: Path) -> None:
     keys = root / "config" / ".env"
     keys.parent.mkdir(parents=True, exist_ok=True)
@@ -216,11 +288,27 @@ def cluster_with_stream(root: Path) -> Iterator[NatsCluster]:
     cluster.close()
 
 
+def at_current_format(hosts: list[Served]) -> None:
+    """The fleet's entry format raised to this release's newest (as playbooks/deploy.yml
+    does), on every host before the test goes on."""
+    with hosts[0].client() as http:
+        raised = http.post("/replication/entry-format", json={"version": FORMAT})
+        assert raised.status_code == 200, raised.text
+    seq = int(raised.headers["x-codegraph-seq"])
+    deadline = time.monotonic() + 30
+    for host in hosts:
+        while host.client().get("/replication").json()["applied_seq"] < seq:
+            assert time.monotonic() < deadline, "the entry format did not reach every host"
+            time.sleep(0.1)
+
+
 def fresh_fleet(root: Path) -> Iterator[tuple[NatsCluster, list[Served]]]:
-    """A fresh cluster, its stream and three hosts, for a test that breaks them."""
+    """A fresh cluster, its stream and three hosts at the current entry format, for a test
+    that breaks them."""
     cluster = NatsCluster.create(root / "nats")
     create_stream(cluster, root / "admin")
     hosts = [start_replica(root / f"app{index}", cluster, index) for index in range(3)]
+    at_current_format(hosts)
     yield cluster, hosts
     for host in hosts:
         host.stop(signal.SIGKILL)

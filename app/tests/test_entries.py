@@ -117,6 +117,7 @@ def test_every_operation_a_request_makes_passes_its_check():
         {"op": "resume_writes"},
         {"op": "adopt", "backup_id": "b1", "digest": "0" * 64},
         {"op": "entry_format", "version": 2},
+        {"op": "fence", "withdraws": "0f" * 16},
     ]
     assert {m["op"] for m in made} == OPERATIONS
     for mutation in made:

@@ -235,6 +235,8 @@ class Engine:
     def submit(self, mutation: dict[str, Any], key: str | None = None) -> Written:
         """The one write path: the mutation goes into the log, and is answered once this
         host has applied it. key (a client's Idempotency-Key) makes a retry safe."""
+        if self.log.stalled:  # this host's own reason first: the fleet may be writing
+            raise Unavailable(f"this host cannot apply the log: {self.log.stalled}", retry_after=30)
         if self.store.paused and mutation["op"] not in CONTROL_OPS:
             raise Unavailable(f"writes are paused fleet-wide: {self.store.paused}", retry_after=30)
         if self.settings.replication.mode != "none":  # (one host: the fleet is this release)

@@ -30,6 +30,12 @@ class Unavailable(CodeGraphError):
         self.retry_after = retry_after
 
 
+class Withdrawn(Unavailable):
+    """A write the log holds but every host refuses: its host settled it as not applied
+    (a fence entry withdrew it, or it reached the log after its deadline). Nothing was
+    applied; its Idempotency-Key may be used again for the same request."""
+
+
 class OutcomeUnknown(CodeGraphError):
     """A write whose outcome this host cannot know (the log did not answer in time): it
     may have been applied, or may be applied still. Safe to send again only with the

@@ -32,6 +32,7 @@ from codegraph.recovery import (
     replay_log,
     restore_from,
 )
+from codegraph.replication.applied import Outcome
 from codegraph.store.backups import BackupStore, link_or_copy
 from codegraph.store.graph import GraphStore, iso
 
@@ -115,23 +116,28 @@ def adopt(
     """Apply an `adopt` entry: this host's state becomes the prepared backup's, at seq
     (and position: the log it came from), with writes still paused. The staged copy
     records seq and the pause before it is swapped in, so a crash at any point either
-    redoes the adoption or finds it done. The entry counts as applied (a write waiting
-    for it is answered) only once the adopted state's digest is the prepared one's."""
+    redoes the adoption or finds it done. The staged state's digest is checked before:
+    one that differs is never swapped in (and the host stops)."""
     backup_id, digest = entry["backup_id"], entry["digest"]
     reason = f"the fleet adopted backup {backup_id}; resume with POST /replication/resume"
 
     def at_seq(staged: GraphStore) -> None:
+        """Checked before it is swapped in: a state whose digest differs never records
+        seq (the host stops at its old state, and says so durably: jetstream._stall)."""
+        found = staged.digest_of(staged.content_snapshots())
+        if found != digest:
+            raise IntegrityError(
+                f"backup {backup_id} restored here gives digest {found}, "
+                f"not the {digest} it was prepared with"
+            )
         staged.commit(staged.plan({"op": "pause_writes", "reason": reason}, ts, seq, position))
+        nodes = staged.counters["nodes_total"]
+        result.update({"adopted": backup_id, "digest": digest, "total_nodes": nodes})
+        engine.applied.expect(seq, Outcome(result))  # answered once the state is swapped in
 
+    result: dict[str, Any] = {}
     restore_from(engine, backup_id, ranges=[], open_from=None, target_ts=None, on_staged=at_seq)
     with engine.writing():
         if seq > engine.oplog.last_lsn:
             engine.oplog.append(ts, entry, seq)
-    state = engine.digest()
-    if state["digest"] != digest:
-        raise IntegrityError(
-            f"backup {backup_id} restored here gives digest {state['digest']}, "
-            f"not the {digest} it was prepared with"
-        )
-    engine.applied.reset(seq)
-    return {"adopted": backup_id, "digest": digest, "total_nodes": state["nodes"]}
+    return result

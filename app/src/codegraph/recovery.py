@@ -236,6 +236,8 @@ def restore_from(
             swap_in(db_path, swaps)
         finally:
             engine.open_store()  # the restored data, or the old data if the swap failed
+        if engine.store.stopped:  # (a backup of a host that had stopped: not this state's)
+            engine.store.clear_stop()
         reopened_at = time.monotonic()
         if engine.settings.replication.mode == "none":
             engine.oplog.append(

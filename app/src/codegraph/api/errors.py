@@ -64,6 +64,8 @@ def install(app: FastAPI) -> None:
         body = {"detail": str(error)}
         if isinstance(error, errors.OutcomeUnknown):  # not "failed": it may be applied
             body["outcome"] = "unknown"
+        elif isinstance(error, errors.Withdrawn):  # settled by the log: never applied
+            body["outcome"] = "not_applied"
         return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(Exception)

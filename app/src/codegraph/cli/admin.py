@@ -102,6 +102,8 @@ def _forget_stream(engine: Engine, args: argparse.Namespace) -> int:
     sequences, is set aside (point-in-time recovery starts again from here)."""
     store = engine.store
     before = {"applied_seq": store.counters["applied_seq"], **store.position}
+    if store.stopped:  # (the stop this procedure answers: "created again")
+        before["stopped"] = store.clear_stop()
     store.forget_position()
     engine.oplog.close()
     aside = Path(engine.settings.oplog.path)
@@ -109,6 +111,15 @@ def _forget_stream(engine: Engine, args: argparse.Namespace) -> int:
     if aside.is_dir():
         aside.rename(kept)
     _print({"forgotten": before, "oplog_kept_at": str(kept)})
+    return 0
+
+
+def _clear_stop(engine: Engine, args: argparse.Namespace) -> int:
+    """Let a host that stopped applying the log go on (the service stopped): only once
+    its state is known good again, docs/replication.md, 'A host stopped applying the log'.
+    A restore or a bootstrap clears the stop itself."""
+    reason = engine.store.clear_stop()
+    _print({"cleared": bool(reason), "stopped_for": reason or None})
     return 0
 
 
@@ -129,6 +140,7 @@ COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
         _forget_stream,
         "make this host's state the start of the stream as it is now (after it was lost)",
     ),
+    "clear-stop": (_clear_stop, "let a host that stopped applying the log go on"),
 }
 
 

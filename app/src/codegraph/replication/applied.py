@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from codegraph import errors
 from codegraph.errors import CodeGraphError, InvalidInput
 
 KEPT_OUTCOMES = 10_000  # answers for retried writes (and for writers still waiting)
@@ -19,6 +20,11 @@ def fingerprint(mutation: dict[str, Any]) -> str:
     """What a write asked for, to tell a retry (same Idempotency-Key, same request)
     from a key reused for another request. Computed only for writes that send a key."""
     return hashlib.sha256(orjson.dumps(mutation, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class NotKept(Exception):
+    """This host keeps no outcome of the entry (a restart, or KEPT_OUTCOMES writes, since):
+    it does not guess one."""
 
 
 class NotThisEntry(Exception):
@@ -31,6 +37,7 @@ class Outcome:
     result: dict[str, Any] | CodeGraphError  # what the entry gave, or the error it met
     fingerprint: str | None = None  # of a write that sent an Idempotency-Key
     entry_id: str | None = None  # the log's id of the entry (its message id)
+    publication: str | None = None  # the publish's own id (entry format 3)
 
 
 class Applied:
@@ -38,6 +45,7 @@ class Applied:
         self.seq = seq
         self._changed = threading.Condition()
         self._outcomes: OrderedDict[int, Outcome] = OrderedDict()
+        self._expected: dict[int, Outcome] = {}  # (expect)
 
     def record(
         self,
@@ -45,11 +53,12 @@ class Applied:
         outcome: dict[str, Any] | CodeGraphError,
         fingerprint: str | None = None,
         entry_id: str | None = None,
+        publication: str | None = None,
     ) -> None:
         """Entry seq was applied (a result) or refused (the error every host raises)."""
         with self._changed:
             self.seq = max(self.seq, seq)
-            self._outcomes[seq] = Outcome(outcome, fingerprint, entry_id)
+            self._outcomes[seq] = Outcome(outcome, fingerprint, entry_id, publication)
             while len(self._outcomes) > KEPT_OUTCOMES:
                 self._outcomes.popitem(last=False)
             self._changed.notify_all()
@@ -61,11 +70,21 @@ class Applied:
             self._changed.notify_all()
 
     def reset(self, seq: int) -> None:
-        """This host's state is now that of entry seq (a restore put it back)."""
+        """This host's state is now that of entry seq (a restore put it back); what an
+        entry about to become that state gave (expect) is kept before anyone is woken."""
         with self._changed:
             self.seq = seq
             self._outcomes.clear()
+            if seq in self._expected:
+                self._outcomes[seq] = self._expected[seq]
+            self._expected.clear()
             self._changed.notify_all()
+
+    def expect(self, seq: int, outcome: Outcome) -> None:
+        """Entry seq gave outcome, and the state about to be swapped in includes it (an
+        adoption): the reset that follows keeps it for whoever waits for entry seq."""
+        with self._changed:
+            self._expected[seq] = outcome
 
     def wait_for(self, seq: int, timeout: float) -> bool:
         """True once entry seq is applied here; False if timeout passed first."""
@@ -77,6 +96,16 @@ class Applied:
         with self._changed:
             return self._outcomes.get(seq)
 
+    def published(self, publication: str, after: int) -> int | None:
+        """The seq of the entry after `after` this host applied for that publication."""
+        with self._changed:
+            for seq in reversed(self._outcomes):
+                if seq <= after:
+                    return None
+                if self._outcomes[seq].publication == publication:
+                    return seq
+        return None
+
     def outcome(
         self, seq: int, retry_of: str | None = None, entry_id: str | None = None
     ) -> dict[str, Any]:
@@ -84,7 +113,8 @@ class Applied:
         retry_of: the fingerprint of a request that came back with the key of entry seq;
         a different request under that key is refused, not answered with seq's result.
         entry_id: the id the write was published with; another entry at seq raises
-        NotThisEntry (this host never answers for an entry it did not apply)."""
+        NotThisEntry (this host never answers for an entry it did not apply); no outcome
+        kept raises NotKept."""
         kept = self.recorded(seq)
         found, recorded = (kept.result, kept.fingerprint) if kept else (None, None)
         if entry_id is not None and kept is not None and kept.entry_id not in (None, entry_id):
@@ -93,7 +123,26 @@ class Applied:
             raise key_used_for_another_request(seq)
         if isinstance(found, CodeGraphError):
             raise found
-        return found if found is not None else {"seq": seq, "note": "applied earlier"}
+        if found is None:
+            raise NotKept(f"no outcome of entry {seq} is kept here")
+        return found
+
+
+def to_bytes(outcome: dict[str, Any] | CodeGraphError) -> bytes:
+    """An outcome as the store keeps it (GraphStore.keep_outcome)."""
+    if isinstance(outcome, CodeGraphError):
+        kept = {"error": type(outcome).__name__, "message": str(outcome)}
+        return orjson.dumps(kept | {"retry_after": getattr(outcome, "retry_after", None)})
+    return orjson.dumps({"result": outcome})
+
+
+def from_bytes(data: bytes) -> dict[str, Any] | CodeGraphError:
+    kept = orjson.loads(data)
+    if "result" in kept:
+        return kept["result"]
+    kind = getattr(errors, kept["error"])
+    retry_after = kept.get("retry_after")
+    return kind(kept["message"], retry_after) if retry_after is not None else kind(kept["message"])
 
 
 def key_used_for_another_request(seq: int) -> InvalidInput:

@@ -1,30 +1,33 @@
 """The replicated log's entries: how a write is wrapped, and how an entry read back is
-judged before any host applies it. Every host decides from the entry and the stream's
-own record of it alone, so every host decides the same: applied, refused (the same
-error everywhere), or (an operation or format this release does not know: a newer
-release published it) this host stops until it runs a release that knows it.
+judged before any host applies it. Every host decides from the entry, the stream's own
+record of it and the state before it alone, so every host decides the same: applied,
+refused (the same error everywhere), or (an operation or format this release does not
+know: a newer release published it) this host stops until it runs a release that knows it.
 
 Entry formats: 1 is {ts, m, r, f}; 2 adds d, a deadline: an entry the stream stored
-after it (by the stream's own timestamp) is refused on every host, so a write whose
-host answered "outcome unknown" cannot take effect after that answer. A host publishes
-format 2 only once the fleet's format is 2 (an `entry_format` entry, published once
-every host runs a release that knows it: playbooks/deploy.yml does at its end), so a
-rolling deploy never has an older host apply what a newer one refuses. The same rule
-holds for a new operation: it comes with a new format (SINCE), and a host publishes it
-only once the fleet's format has reached it (publishable)."""
+after it (by the stream's own timestamp) is refused on every host. 3 adds p, the
+publication's own id, and the `fence` operation: a host that cannot tell whether its
+publish was stored appends a fence naming that publication; every entry before the
+fence is decided, and the publication, if it reaches the log after the fence, is
+refused on every host (docs/replication.md, "What an answer means"). A host publishes
+a format only once the fleet's format is at least that (an `entry_format` entry,
+published once every host runs a release that knows it: playbooks/deploy.yml does at its
+end), so a rolling deploy never has an older host apply what a newer one refuses. The
+same rule holds for a new operation: it comes with a new format (SINCE), and a host
+publishes it only once the fleet's format has reached it (publishable)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from codegraph import __version__, models
 
-FORMAT = 2  # the newest entry format this release reads and writes
+FORMAT = 3  # the newest entry format this release reads and writes
 
 # What each operation's entry holds, by the request models (codegraph.models): checked
 # when applied, so an entry no request could have made is refused alike everywhere.
@@ -32,6 +35,7 @@ _NodeIds = TypeAdapter(list[models.NodeId])
 _Nodes = TypeAdapter(list[models.NodeIn])
 _Edges = TypeAdapter(list[models.EdgeIn])
 _EdgeRefs = TypeAdapter(list[models.EdgeRef])
+_PUBLICATION = TypeAdapter(Annotated[str, StringConstraints(min_length=1, max_length=64)])
 _SHAPES: dict[str, Callable[[dict[str, Any]], object]] = {
     "upsert": lambda m: (_Nodes.validate_python(m["nodes"]), _Edges.validate_python(m["edges"])),
     "patch": lambda m: (
@@ -46,13 +50,14 @@ _SHAPES: dict[str, Callable[[dict[str, Any]], object]] = {
         {"backup_id": m["backup_id"], "digest": m["digest"]}
     ),
     "entry_format": lambda m: models.EntryFormatRequest.model_validate({"version": m["version"]}),
+    "fence": lambda m: _PUBLICATION.validate_python(m["withdraws"]),
 }
 # What this release applies. A new operation is added here and in the store's plan; a
 # host of an older release that reads it stops (NeedsNewerRelease) instead of guessing.
 OPERATIONS = frozenset(_SHAPES)
 # The first entry format an operation belongs to, when it is not 1: a host publishes it
 # only once the fleet's format has reached it (every host can apply it).
-SINCE: dict[str, int] = {}
+SINCE: dict[str, int] = {"fence": 3}
 
 
 def publishable(operation: str, fleet_format: int) -> str | None:
@@ -79,17 +84,32 @@ class Entry:
     # store refuses (InvalidInput) and the operation log keeps as such
     mutation: dict[str, Any]
     fingerprint: str | None = None  # of a write sent with an Idempotency-Key
+    publication: str | None = None  # (format 3) this publish's own id, which a fence names
+
+
+def fence(publication: str) -> dict[str, Any]:
+    """The entry that settles a publication whose fate its host could not learn: the
+    publication, if it is not in the log before the fence, is refused wherever it lands
+    after it (the store records what a fence withdrew)."""
+    return {"op": "fence", "withdraws": publication}
 
 
 def encode(
-    mutation: dict[str, Any], ts: float, fingerprint: str | None, deadline: float | None = None
+    mutation: dict[str, Any],
+    ts: float,
+    fingerprint: str | None,
+    deadline: float | None = None,
+    publication: str | None = None,
 ) -> bytes:
-    """The entry; with a deadline (format 2), it is refused if stored after it."""
+    """The entry; with a deadline (format 2), it is refused if stored after it; with a
+    publication id (format 3), a fence can withdraw it."""
     entry = {"ts": ts, "m": mutation, "r": __version__}
     if fingerprint:
         entry["f"] = fingerprint
     if deadline is not None:
         entry["d"] = deadline
+    if publication is not None:
+        entry["p"] = publication
     return orjson.dumps(entry)
 
 
@@ -123,10 +143,11 @@ def decode(data: bytes, stored_at: float | None = None) -> Entry:
     if problem:
         return _refused(f"operation {mutation['op']!r} that no request could make: {problem}")
     fingerprint = entry.get("f") if isinstance(entry.get("f"), str) else None
+    publication = entry.get("p") if isinstance(entry.get("p"), str) else None
     deadline = entry.get("d")
     if isinstance(deadline, int | float) and stored_at is not None and stored_at > deadline:
-        return Entry({"op": "late", "why": _late(stored_at, deadline)}, fingerprint)
-    return Entry(mutation, fingerprint)
+        return Entry({"op": "late", "why": _late(stored_at, deadline)}, fingerprint, publication)
+    return Entry(mutation, fingerprint, publication)
 
 
 def _shape_problem(mutation: dict[str, Any]) -> str | None:
@@ -155,6 +176,18 @@ def _late(stored_at: float, deadline: float) -> str:
         "its deadline (its host had already answered that its outcome was unknown); every "
         "host refuses it alike. Send it again"
     )
+
+
+def withdrawn(fence_seq: int) -> dict[str, Any]:
+    """What a publication reaching the log after the fence that withdrew it is applied as."""
+    return {
+        "op": "withdrawn",
+        "why": (
+            f"the write was not applied: its host settled its outcome with the log's entry "
+            f"{fence_seq} (a fence), and it reached the log after that; every host refuses "
+            "it alike. Send it again (the same Idempotency-Key may be used)"
+        ),
+    }
 
 
 def _refused(why: str) -> Entry:

@@ -8,8 +8,9 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from codegraph.errors import Conflict
 from codegraph.replication import entries
-from codegraph.replication.applied import fingerprint
+from codegraph.replication.applied import NotKept, fingerprint
 
 if TYPE_CHECKING:
     from codegraph.replication.applier import Applier
@@ -20,6 +21,7 @@ IDEMPOTENCY_KEYS = 100_000
 
 class LocalLog:
     mode = "none"
+    stalled = ""  # (a host's own log never stops it)
 
     def __init__(self, applier: Applier) -> None:
         self.applier = applier
@@ -40,7 +42,13 @@ class LocalLog:
         asked = fingerprint(mutation) if key is not None else None
         with applier.writing():  # one write at a time: the key check too
             if key is not None and (earlier := self._earlier(key)) is not None:
-                return applier.applied.outcome(earlier, retry_of=asked), earlier, True
+                try:
+                    return applier.applied.outcome(earlier, retry_of=asked), earlier, True
+                except NotKept:
+                    raise Conflict(
+                        f"this Idempotency-Key's request is entry {earlier}, whose answer is "
+                        "no longer kept; a new request needs a new key"
+                    ) from None
             seq = applier.oplog.last_lsn + 1
             result = applier.apply_locked(seq, time.time(), mutation)
             applier.applied.record(seq, result, asked)

@@ -10,6 +10,7 @@ from codegraph.replication.local import LocalLog
 
 class Log(Protocol):
     mode: str
+    stalled: str  # why this host stopped applying the log, or ""
 
     def start(self) -> None: ...
 

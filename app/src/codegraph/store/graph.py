@@ -9,7 +9,9 @@ Column families (all keys and values are bytes; ids never contain NUL):
 - ``lookup``      b"k" kind NUL id, b"n" name-key NUL id -> b""
 - ``default``     b"m:" counters, and b"q" seq -> ids (newline-separated): the
                   queue of node changes the vector indexer has yet to apply, one
-                  entry per write (trimmed once the index that includes them is saved)
+                  entry per write (trimmed once the index that includes them is saved);
+                  b"w:" publication -> the seq of the fence that withdrew it; b"o:" seq ->
+                  the outcome of a keyed write's entry (its answer after a restart)
 
 Mutations are plain JSON-able dicts (what the operation log stores). Each is
 turned into one WriteBatch by ``plan`` and written atomically by ``commit``;
@@ -32,7 +34,7 @@ import numpy as np
 import orjson
 import rocksdict
 
-from codegraph.errors import DatabaseInUse, InvalidInput, NotFound, Unavailable
+from codegraph.errors import DatabaseInUse, InvalidInput, NotFound, Unavailable, Withdrawn
 from codegraph.text import name_keys
 
 # What the rest of the service may use (tests/test_layers.py holds it to this).
@@ -63,6 +65,11 @@ _PAUSED = b"m:writes_paused"  # a fleet-wide pause (codegraph.replication): its 
 _POSITION = b"m:log_position"
 # The log's entry format every host of the fleet applies (codegraph.replication.entries)
 _ENTRY_FORMAT = b"m:entry_format"
+# Why this host stopped applying the log (a divergence: replication.jetstream), kept until
+# an operator clears it (codegraph-admin clear-stop) so a restart does not make it ready.
+_STOPPED = b"m:stopped"
+_WITHDRAWN = b"w:"
+_OUTCOME = b"o:"
 SCAN_LIMIT = 100_000  # entries one list/search request may examine
 
 
@@ -175,6 +182,8 @@ class GraphStore:
         # {"stream": its identity, "entry": the last applied entry's id}; {} before any
         self.position: dict[str, Any] = orjson.loads(self.db.get(_POSITION) or b"{}")
         self.entry_format = int(self.db.get(_ENTRY_FORMAT) or b"1")
+        self.stopped = (self.db.get(_STOPPED) or b"").decode()  # why it stopped, or ""
+        self._outcomes_pruned = 0  # kept outcomes before this seq are deleted
 
     def _read_counter(self, name: str) -> int:
         raw = self.db.get(b"m:" + name.encode())
@@ -325,10 +334,13 @@ class GraphStore:
         operation = mutation["op"]
         if operation == "refused":  # what was not a log entry (replication.entries)
             raise InvalidInput(mutation["why"])
-        if operation == "late":  # stored after its deadline (replication.entries)
-            raise Unavailable(mutation["why"], retry_after=1)
+        if operation in ("late", "withdrawn"):  # settled as not applied (replication.entries)
+            raise Withdrawn(mutation["why"], retry_after=1)
         if operation in ("pause_writes", "resume_writes"):
             self._plan_pause(plan, mutation)
+        elif operation == "fence":
+            plan.put("default", _WITHDRAWN + mutation["withdraws"].encode(), _U64.pack(seq or 0))
+            plan.result = {"fence": mutation["withdraws"]}
         elif operation == "entry_format":
             self._plan_entry_format(plan, mutation)
         elif self.paused:  # every host refuses a write that came after the pause
@@ -375,6 +387,36 @@ class GraphStore:
         plan.entry_format = version
         plan.put("default", _ENTRY_FORMAT, str(version).encode())
         plan.result = {"entry_format": version}
+
+    def withdrawn_by(self, publication: str) -> int | None:
+        """The seq of the fence that withdrew this publication, if one did."""
+        raw = self.db.get(_WITHDRAWN + publication.encode())
+        return _U64.unpack(raw)[0] if raw else None
+
+    def keep_outcome(self, seq: int, outcome: bytes, keep: int) -> None:
+        """What entry seq gave (a keyed write's answer), kept for the `keep` latest."""
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        batch.put(_OUTCOME + _U64.pack(seq), outcome)
+        if seq - keep > self._outcomes_pruned + 1000:  # (a range delete now and then)
+            batch.delete_range(_OUTCOME, _OUTCOME + _U64.pack(seq - keep))
+            self._outcomes_pruned = seq - keep
+        self.db.write(batch, self._write_options)
+
+    def kept_outcome(self, seq: int) -> bytes | None:
+        return self.db.get(_OUTCOME + _U64.pack(seq))
+
+    def record_stop(self, reason: str) -> None:
+        """This host stopped applying the log, and why: on disk, synced, before it says so."""
+        options = rocksdict.WriteOptions()
+        options.sync = True
+        self.db.put(_STOPPED, reason.encode(), options)
+        self.stopped = reason
+
+    def clear_stop(self) -> str:
+        """Forget a stop (codegraph-admin clear-stop); the reason it had."""
+        reason, self.stopped = self.stopped, ""
+        self.db.delete(_STOPPED)
+        return reason
 
     def forget_position(self) -> None:
         """No log followed and no entry applied (codegraph-admin forget-stream)."""
