@@ -140,7 +140,8 @@ def test_an_entry_is_dated_alike_however_a_host_reads_it():
     from nats.aio.msg import Msg
     from nats.js.api import RawStreamMsg
 
-    from codegraph.replication.jetstream import _delivered_stored_at, _read_stored_at
+    from codegraph.replication.messages import delivered_stored_at as _delivered_stored_at
+    from codegraph.replication.messages import read_stored_at as _read_stored_at
 
     differed = 0
     for nanoseconds in range(1_764_730_000_123_456_000, 1_764_730_000_123_466_000, 37):

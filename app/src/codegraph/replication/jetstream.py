@@ -23,41 +23,23 @@ threads talk to it through run_coroutine_threadsafe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
 import logging
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import nats
-from nats.errors import MaxPayloadError, NoRespondersError
 from nats.js import api as js_api
-from nats.js.errors import APIError
 
 from codegraph import metrics
-from codegraph.errors import (
-    CodeGraphError,
-    Conflict,
-    OutcomeUnknown,
-    TooLarge,
-    Unavailable,
-    Withdrawn,
-)
+from codegraph.errors import CodeGraphError, Unavailable
 from codegraph.replication import entries
-from codegraph.replication.applied import (
-    KEPT_OUTCOMES,
-    NotKept,
-    NotThisEntry,
-    fingerprint,
-    from_bytes,
-    key_used_for_another_request,
-    to_bytes,
-)
+from codegraph.replication.applied import KEPT_OUTCOMES, to_bytes
+from codegraph.replication.messages import delivered_stored_at, entry_id_of, read_stored_at
+from codegraph.replication.publishing import FILL_AFTER, Publishing
 from codegraph.replication.stream import connection_options
 
 if TYPE_CHECKING:
@@ -67,21 +49,6 @@ log = logging.getLogger("codegraph.replication")
 PROBE_SECONDS = 1.0  # how often the stream's state (and the peers' reachability) is read
 UNREACHABLE_AFTER = 3.0  # seconds without a successful probe: the log is unreachable
 QUEUED_ENTRIES = 64  # between the consumer and the applier (backpressure beyond)
-# How long this host's consumer may leave it behind the stream's head, idle, before the
-# missing entries are read from the stream's leader instead (_fill_from_leader).
-FILL_AFTER = 1.0
-# A publish that times out is sent again with the same message id (JetStream keeps one
-# copy within its duplicate window), up to this many times before the write's outcome is
-# called unknown; from entry format 3, it is sent once and then settled by a fence.
-PUBLISH_ATTEMPTS = 3
-# A key whose entry the log withdrew (or refused as late) is used again as key#2, key#3...:
-# every host walks the same chain, so a retry through any host finds the same entry.
-KEY_REUSES = 5
-# An entry's deadline (entry format 2): past the time its publishing may take, plus this.
-# Its host answers "outcome unknown" only after the deadline and CLOCK_MARGIN (the hosts'
-# clocks against the stream leader's: keep them within it, with NTP).
-DEADLINE_MARGIN = 2.0
-CLOCK_MARGIN = 1.0
 # An entry that fails to apply for another reason than the data (which every host would
 # refuse alike) is tried again this many times, then the host stops applying and says why.
 APPLY_ATTEMPTS = 3
@@ -107,7 +74,7 @@ class StreamState:
     peer_hosts: int = 0
 
 
-class JetStreamLog:
+class JetStreamLog(Publishing):
     mode = "jetstream"
 
     def __init__(self, applier: Applier) -> None:
@@ -280,9 +247,9 @@ class JetStreamLog:
         return {"stream": self.identity, "entry": entry_id or "", "at": stored_at}
 
     async def _delivered(self, message: Any) -> None:
-        stored_at = _delivered_stored_at(message.reply)
+        stored_at = delivered_stored_at(message.reply)
         seq = message.metadata.sequence.stream
-        await self._enqueue(seq, _entry_id(message), message.data, stored_at)
+        await self._enqueue(seq, entry_id_of(message), message.data, stored_at)
 
     async def _enqueue(
         self,
@@ -331,9 +298,9 @@ class JetStreamLog:
             seq = self._queued_seq + 1
             try:
                 message = await self._js.get_msg(self.settings.stream, seq)
-                stored_at = _read_stored_at(message.time)
+                stored_at = read_stored_at(message.time)
                 await self._enqueue(
-                    seq, _entry_id(message), message.data, stored_at, next_only=True
+                    seq, entry_id_of(message), message.data, stored_at, next_only=True
                 )
             except Exception as error:  # gone from the stream, or no leader: left to the consumer
                 log.debug("reading entry %d from the stream's leader: %s", seq, error)
@@ -452,275 +419,6 @@ class JetStreamLog:
         self.stalled = reason
         log.error("replicated log: cannot go on: %s", reason)
 
-    # ---------------------------------------------------------------- submit
-    def submit(self, mutation: dict[str, Any], key: str | None) -> tuple[dict[str, Any], int, bool]:
-        """Publish the write, wait until this host has applied that very entry, answer
-        with what it gave. Every answer says the truth about the write (docs/replication.md,
-        "What an answer means"): 200 for an entry this host applied (or refused, with the
-        error every host gives) and whose outcome it recorded; 503 when the log did not
-        take it or settled it as not applied; 504 (OutcomeUnknown) only when this host
-        cannot learn it; 409 when a key's first request can no longer be told."""
-        if self.stalled:
-            raise Unavailable(f"this host cannot apply the log: {self.stalled}", retry_after=30)
-        asked = fingerprint(mutation) if key is not None else None
-        if key is None:
-            return self._submit_as(mutation, asked, uuid.uuid4().hex)
-        for reuse in range(KEY_REUSES):
-            try:
-                return self._submit_as(mutation, asked, key if reuse == 0 else f"{key}#{reuse + 1}")
-            except _KeyWithdrawn:
-                continue  # that id's entry was settled as not applied: the key's next one
-        raise Conflict(
-            f"this Idempotency-Key's entry was withdrawn {KEY_REUSES} times within the log's "
-            "duplicate window; nothing was applied: send the request with a new key"
-        )
-
-    def _submit_as(
-        self, mutation: dict[str, Any], asked: str | None, entry_id: str
-    ) -> tuple[dict[str, Any], int, bool]:
-        """One publication of the write under entry_id, and its answer."""
-        fenced = self.applier.store.entry_format >= 3  # every host applies a fence
-        publication = uuid.uuid4().hex if fenced else None
-        attempts = 1 if fenced else PUBLISH_ATTEMPTS
-        after = self.applier.applied.seq  # the write's entry comes after this one
-        now, deadline = time.time(), None
-        if self.applier.store.entry_format >= 2:  # every host refuses it stored later
-            deadline = now + self._publishing_takes(attempts) + DEADLINE_MARGIN
-        data = entries.encode(mutation, now, asked, deadline, publication)
-        limits = (self.stream.max_msg_size, getattr(self._nc, "max_payload", 0) or 0)
-        limit = min((size for size in limits if size > 0), default=0)
-        if limit and len(data) > limit:
-            raise TooLarge(
-                f"this write is {len(data)} bytes as a log entry; the log takes entries of "
-                f"up to {limit} bytes (nats_max_payload). Nothing was applied: send it in "
-                "smaller batches"
-            )
-        try:
-            ack = self._publish_once(data, entry_id, attempts)
-        except _Unanswered as unknown:
-            if publication is not None:
-                seq = self._settle(publication, after, deadline, unknown)
-                return self._answer(seq, entry_id, asked, replayed=False), seq, False
-            if deadline is None:
-                raise
-            self._wait_past(deadline)
-            raise OutcomeUnknown(
-                f"{unknown} It cannot take effect after this answer: a write sent from now on "
-                "comes after it in the log"
-            ) from None
-        seq, replayed = ack.seq, bool(ack.duplicate)
-        self._wait_until_applied(seq)
-        if replayed and self.applier.applied.recorded(seq) is None:
-            self._check_retry_against_the_stream(seq, entry_id, asked)
-        return self._answer(seq, entry_id, asked, replayed), seq, replayed
-
-    def _wait_until_applied(self, seq: int) -> None:
-        """Until this host has applied entry seq (from the leader, if its consumer does not
-        deliver it); OutcomeUnknown after apply_wait_seconds."""
-        wait = self.settings.apply_wait_seconds
-        applied = self.applier.applied.wait_for(seq, min(FILL_AFTER, wait))
-        if not applied:  # not delivered here yet: from the leader, then
-            self._call_soon(self._fill_if_idle(seq))
-            applied = self.applier.applied.wait_for(seq, max(wait - FILL_AFTER, 0))
-        if not applied:  # in the log: applied or refused alike everywhere, not known here yet
-            raise OutcomeUnknown(
-                f"the write is settled in the log (by entry {seq}), but this host has not "
-                f"applied that far within {wait:g} s (applied: {self.applier.applied.seq}): "
-                f"it is applied, or refused, alike on every host. Read with "
-                f"X-CodeGraph-Min-Seq: {seq}, or send it again with the same Idempotency-Key "
-                "for its result"
-            )
-
-    def _answer(self, seq: int, entry_id: str, asked: str | None, replayed: bool) -> dict[str, Any]:
-        """What entry seq gave here, for the request that published entry_id."""
-        try:
-            return self.applier.applied.outcome(
-                seq, retry_of=asked if replayed else None, entry_id=entry_id
-            )
-        except Withdrawn:
-            if replayed:  # an earlier publication under this id, settled as not applied
-                raise _KeyWithdrawn from None
-            raise
-        except NotKept:
-            kept = self.applier.store.kept_outcome(seq) if replayed else None
-            if kept is not None:  # a keyed write applied before this host last started
-                outcome = from_bytes(kept)
-                if isinstance(outcome, Withdrawn):
-                    raise _KeyWithdrawn from None
-                if isinstance(outcome, CodeGraphError):
-                    raise outcome from None
-                return outcome
-            if replayed:  # its answer is gone (a crash before it was kept, say)
-                raise Conflict(
-                    f"this Idempotency-Key's request is the log's entry {seq}, applied or "
-                    "refused alike on every host before this one last started; its answer "
-                    "is no longer kept here (read the data to see its effect; a new request "
-                    "needs a new key)"
-                ) from None
-            # this host's position passed seq without applying it here: a restore since,
-            # or a stream created again (the probe stops this host: _check_stream)
-            raise OutcomeUnknown(
-                f"the write is entry {seq} of the log, but this host keeps no outcome of that "
-                "entry (a restore since, or it follows another history of the log); send it "
-                "again with the same Idempotency-Key, through another host"
-            ) from None
-        except NotThisEntry as error:
-            self._stall(
-                f"{error}: this host follows another history of the log than the stream "
-                "it writes to; restore the fleet or bootstrap this host (docs/replication.md)"
-            )
-            raise OutcomeUnknown(
-                f"the write is entry {seq} of the log, which this host did not apply (it "
-                "follows another history and stopped); send it again with the same "
-                "Idempotency-Key, through another host"
-            ) from None
-
-    def _settle(
-        self, publication: str, after: int, deadline: float | None, unknown: _Unanswered
-    ) -> int:
-        """The publish of `publication` went unanswered: append a fence that withdraws it.
-        Once this host has applied the fence, every entry before it is decided, so the
-        publication is either there (its seq) or never applied (Withdrawn). Without a
-        quorum for the fence, the outcome stays unknown (OutcomeUnknown)."""
-        fence_seq = self._call_soon(self._publish_fence(publication)).result()
-        if fence_seq is None:  # no quorum reachable: the second line, the deadline
-            if deadline is not None:
-                self._wait_past(deadline)
-            raise OutcomeUnknown(
-                f"the log did not answer this write's publish in time ({unknown.failure}), "
-                "and no quorum of the log could be reached to settle it: it may have been "
-                "taken, or may be still. It cannot take effect after this answer if the "
-                f"hosts' clocks agree within {CLOCK_MARGIN:g} s (its deadline; chrony keeps "
-                "them so). Send it again with the same Idempotency-Key to learn its outcome"
-            )
-        self._wait_until_applied(fence_seq)
-        seq = self.applier.applied.published(publication, after)
-        if seq is None:
-            raise Withdrawn(
-                f"the write was not applied, and never will be: the log did not answer its "
-                f"publish in time, and did not take it before entry {fence_seq}, which "
-                "withdrew it. Send it again (the same Idempotency-Key may be used)",
-                retry_after=1,
-            )
-        return seq
-
-    async def _publish_fence(self, publication: str) -> int | None:
-        """The fence's seq, published through a new connection to each server in turn,
-        this host's own last (the path the write took may hold it still): its id makes
-        every copy one entry. None if none of them could store it."""
-        options = connection_options(self.applier.settings)
-        servers = [*self.settings.servers[1:], *self.settings.servers[:1]]
-        data = entries.encode(entries.fence(publication), time.time(), None)
-        timeout = self.settings.publish_timeout_seconds
-        for server in servers:
-            try:  # (bounded: a server that accepts and then says nothing, too)
-                connection = await asyncio.wait_for(
-                    nats.connect(**{**options, "servers": [server]}, allow_reconnect=False),
-                    options["connect_timeout"] + 1,
-                )
-            except Exception as error:  # unreachable: the next one
-                log.warning("fencing %s through %s: %s", publication, server, error)
-                continue
-            try:
-                ack = await connection.jetstream(timeout=timeout).publish(
-                    self.settings.subject,
-                    data,
-                    stream=self.settings.stream,
-                    timeout=timeout,
-                    headers={"Nats-Msg-Id": f"fence-{publication}"},
-                )
-                if ack.seq:
-                    log.info("publication %s fenced by entry %d", publication, ack.seq)
-                    return ack.seq
-            except Exception as error:  # no quorum from there: the next one
-                log.warning("fencing %s through %s: %s", publication, server, error)
-            finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(connection.close(), 2)
-        return None
-
-    @staticmethod
-    def _wait_past(deadline: float) -> None:
-        """Past its deadline, the stream stores no copy of an entry that a host applies."""
-        time.sleep(max(deadline + CLOCK_MARGIN - time.time(), 0))
-
-    def _check_retry_against_the_stream(self, seq: int, entry_id: str, asked: str | None) -> None:
-        """A retry whose first answer this host no longer keeps (a restart since, or
-        KEPT_OUTCOMES writes ago): the entry itself, read from the stream, says whether it
-        is this request's (its id and fingerprint), so another request under a used key is
-        refused as it would be within memory; one that cannot be read is refused too (it
-        cannot be told a retry). An entry the log withdrew frees its key (_KeyWithdrawn)."""
-        try:
-            message = self._call_soon(self._js.get_msg(self.settings.stream, seq)).result(
-                self.settings.publish_timeout_seconds + 1
-            )
-        except Exception:  # gone from the stream, or no leader
-            raise Conflict(
-                f"this Idempotency-Key was used for the log's entry {seq}, which cannot be "
-                "read from the log now (it left the stream, or no leader answers): this "
-                "request cannot be told a retry of it. Nothing was applied; send it with a "
-                "new key, or again later"
-            ) from None
-        found = _entry_id(message)
-        entry = entries.decode(message.data, _read_stored_at(message.time))
-        recorded = entry.fingerprint if found == entry_id else None
-        if found != entry_id or (asked is not None and recorded not in (None, asked)):
-            raise key_used_for_another_request(seq)
-        fence = entry.publication and self.applier.store.withdrawn_by(entry.publication)
-        if entry.mutation["op"] == "late" or (fence and fence < seq):
-            raise _KeyWithdrawn
-
-    def _publishing_takes(self, attempts: int) -> float:
-        """The longest _publish_once can take: every attempt timed out, and its pauses."""
-        return attempts * (self.settings.publish_timeout_seconds + 1.5)
-
-    def _publish_once(self, data: bytes, entry_id: str, attempts: int) -> Any:
-        """Put the entry into the stream, under its id: a publish that times out is sent
-        again with the same id (the stream keeps one copy within its duplicate window).
-        Its acknowledgement; or Unavailable when the log certainly did not take it; or
-        OutcomeUnknown when it may have (an unanswered publish can still be stored)."""
-        timeout = self.settings.publish_timeout_seconds
-        uncertain = ""
-        for _ in range(attempts):
-            try:
-                ack = self._call_soon(self._publish(data, entry_id)).result(timeout + 1)
-                if ack.seq and ack.seq > 0:
-                    return ack
-                # nats-server 2.10 answers a publish whose id it holds in a proposal not
-                # yet committed (the first one, without quorum) as a duplicate of entry 0
-                uncertain = "the log holds this entry's id, not yet stored"
-                time.sleep(0.5)
-            except (ConnectionError, NoRespondersError, MaxPayloadError, APIError) as error:
-                # not sent (not connected), no stream answering, or refused by the stream
-                failure = f"{error or type(error).__name__}"
-                if not uncertain:
-                    raise Unavailable(
-                        f"the replicated log did not take the write (no quorum, or "
-                        f"unreachable: {failure}); nothing was applied. Retry, with the same "
-                        "Idempotency-Key if you sent one",
-                        retry_after=2,
-                    ) from None
-            except Exception as error:  # timed out, or the connection went mid-way
-                uncertain = f"{error or type(error).__name__}"
-                log.warning("publishing entry %s: %s; sending it again", entry_id, uncertain)
-        raise _Unanswered(
-            f"the replicated log did not answer ({uncertain}): this write may have been "
-            "taken, and applied, or may be still. Send it again with the same "
-            "Idempotency-Key (a write sent with none cannot be told apart)",
-            failure=uncertain,
-        )
-
-    async def _publish(self, data: bytes, message_id: str) -> Any:
-        if self._js is None or not self._nc.is_connected:  # (checked here: nothing is sent)
-            raise ConnectionError("not connected")
-        return await self._js.publish(
-            self.settings.subject,
-            data,
-            stream=self.settings.stream,
-            timeout=self.settings.publish_timeout_seconds,
-            headers={"Nats-Msg-Id": message_id},
-        )
-
     # ------------------------------------------------------------ the stream
     async def _probe_forever(self) -> None:
         while not self._stopping.is_set():
@@ -823,19 +521,6 @@ class JetStreamLog:
         }
 
 
-class _Unanswered(OutcomeUnknown):
-    """A publish the log did not answer: whether it was stored is unknown (failure: how)."""
-
-    def __init__(self, message: str, failure: str) -> None:
-        super().__init__(message)
-        self.failure = failure
-
-
-class _KeyWithdrawn(Exception):
-    """The entry an Idempotency-Key's id names was settled as not applied: the key's next
-    id is the request's (JetStreamLog.submit)."""
-
-
 async def _answers(server: str, timeout: float = 1.0) -> bool:
     """Whether the host of a NATS URL answers on its port: a connection, or a refusal
     (the host is there, its server is not). Silence means it cannot be reached: a host
@@ -851,33 +536,3 @@ async def _answers(server: str, timeout: float = 1.0) -> bool:
         return False
     writer.close()
     return True
-
-
-# When the stream stored an entry dates it on every host (its records, the deadline, the
-# position), so each way of reading an entry must give the very same number: whole
-# microseconds since the epoch, truncated. (nats-py rounds a delivered message's
-# nanoseconds through a float but truncates a message read by sequence: 1 us apart for
-# about half the entries, which made a host that read some entries from the leader
-# differ from the others.)
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-_MICROSECOND = datetime.timedelta(microseconds=1)
-
-
-def _delivered_stored_at(reply: str) -> float:
-    """From a consumer's delivery: its ack subject carries the stream's nanoseconds,
-    $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending> (9 tokens) or,
-    with a domain and an account before the stream, the ns as the 10th token."""
-    tokens = reply.split(".")
-    nanoseconds = int(tokens[7] if len(tokens) == 9 else tokens[9])
-    return (nanoseconds // 1000) / 1_000_000
-
-
-def _read_stored_at(stored: datetime.datetime) -> float:
-    """From a message read by its sequence (nats-py's datetime, truncated to microseconds)."""
-    return ((stored - _EPOCH) // _MICROSECOND) / 1_000_000
-
-
-def _entry_id(message: Any) -> str | None:
-    """The id an entry was published with (its Nats-Msg-Id), from a delivered message or
-    one read from the stream."""
-    return (message.headers or {}).get("Nats-Msg-Id")
