@@ -257,3 +257,54 @@ def test_an_adopt_that_fails_on_a_host_stops_it_for_good_and_it_says_why(fleet):
         check=False,
     )
     assert cleared.returncode == 3 and "in use" in cleared.stderr  # the service holds it
+
+
+def test_a_host_cut_off_from_every_server_answers_504_only_once_its_write_cannot_land(
+    tmp_path,
+):
+    """The second line: host 0 reaches every server through a relay, all held, so its
+    fence cannot be stored either. It answers 504 only after its write's deadline (clocks
+    in step), so the held write, arriving after a newer acknowledged one, is refused as
+    late everywhere instead of overwriting it."""
+    cluster = NatsCluster.create(tmp_path / "nats")
+    create_stream(cluster, tmp_path / "admin")
+    relays = [Relay(server.client_port) for server in cluster.servers]
+    hosts = [
+        start_replica(
+            tmp_path / "app0",
+            cluster,
+            0,
+            replication={"servers": [relay.url for relay in relays]},
+        ),
+        *(start_replica(tmp_path / f"app{index}", cluster, index) for index in (1, 2)),
+    ]
+    try:
+        at_current_format(hosts)
+        with hosts[0].client() as http:
+            assert (
+                http.post("/nodes", json={"nodes": [node("z", name="Before")]}).status_code == 200
+            )
+        _converged(hosts)
+        for relay in relays:
+            relay.hold()
+        with hosts[0].client() as http:
+            unknown = http.post(
+                "/nodes", json={"nodes": [node("z", name="Old")]}, headers={"Idempotency-Key": "z"}
+            )
+        assert unknown.status_code == 504 and unknown.json()["outcome"] == "unknown", unknown.text
+        with hosts[1].client() as http:
+            assert http.post("/nodes", json={"nodes": [node("z", name="New")]}).status_code == 200
+        for relay in relays:
+            relay.release()
+        time.sleep(1)
+        assert _name_everywhere(hosts, "z") == {"New"}
+        refused = [host.client().get("/replication").json()["refused_entries"] for host in hosts]
+        assert refused == [1, 1, 1], refused  # the held write did land: refused as late
+    finally:
+        for relay in relays:
+            relay.release()
+        for host in hosts:
+            host.stop(signal.SIGKILL)
+        for relay in relays:
+            relay.close()
+        cluster.close()
