@@ -260,6 +260,7 @@ def test_a_lost_stream_is_made_anew_only_when_asked_and_the_fleet_goes_on_after_
     cluster, hosts = fleet
     with hosts[0].client() as http:
         assert http.post("/nodes", json={"nodes": [node("kept")]}).status_code == 200
+        assert http.post("/backup").status_code == 200  # numbered by the old stream
     _converged(hosts)
 
     async def delete(js):
@@ -294,3 +295,10 @@ def test_a_lost_stream_is_made_anew_only_when_asked_and_the_fleet_goes_on_after_
     for host in hosts:
         with host.client() as http:
             assert http.get("/nodes/kept").status_code == http.get("/nodes/new").status_code == 200
+    time.sleep(1.1)
+    moment = time.strftime("%Y-%m-%d %H:%M:%S")
+    with hosts[0].client() as http:  # the backup's entry numbers are the old stream's
+        assert http.post("/replication/pause", json={"reason": "pitr"}).status_code == 200
+        prepared = http.post("/recovery/prepare", json={"recovery_time": moment})
+        assert prepared.status_code == 422, prepared.text
+        assert "does not replay across that change" in prepared.text, prepared.text

@@ -69,6 +69,9 @@ def create_backup(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
             # when the stream stored that entry (replicated): the backup's time for
             # point-in-time recovery, on the same clock as the log's entries
             **({"log_ts": position["at"]} if "at" in position else {}),
+            # which stream oplog_lsn numbers an entry of (replicated): a stream created
+            # again numbers from 1, and a replay must not cross that change
+            **({"log_stream": position["stream"]} if "stream" in position else {}),
             "nodes_total": counters["nodes_total"],
             "edges_total": counters["edges_total"],
         }
@@ -132,16 +135,33 @@ def plan_point_in_time(
     from its LSN), or an earlier restore's marker (its backup and ranges, then
     the log after the marker).
     """
-    events = [
-        (_as_of(b), b["oplog_lsn"], b["backup_id"], [], b["oplog_lsn"])
+    followed = engine.store.position.get("stream")
+    candidates = [
+        b
         for b in engine.backups.list()
         if _as_of(b) <= target and b["kind"] != "prepared"  # (dated by its adoption)
+    ]
+    other_stream = [b for b in candidates if b.get("log_stream", followed) != followed]
+    events = [
+        (_as_of(b), b["oplog_lsn"], b["backup_id"], [], b["oplog_lsn"])
+        for b in candidates
+        if b not in other_stream
     ]
     for entry in engine.oplog.read(0):
         if entry.mutation["op"] in TIMELINE_MARKERS and entry.ts <= target:
             marker = entry.mutation
             ranges = marker.get("ranges", [])
             events.append((entry.ts, entry.lsn, marker["backup_id"], ranges, entry.lsn))
+    if not events and other_stream:
+        latest = other_stream[-1]
+        raise InvalidInput(
+            f"backup {latest['backup_id']} (the latest at or before recovery_time {shown!r}) "
+            f"was taken on stream created {latest['log_stream']}; the operation log now "
+            f"follows the stream created {followed} (it was created again: codegraph-admin "
+            "forget-stream), whose entries are numbered anew. Point-in-time recovery does "
+            "not replay across that change: restore that backup as it is, or pick a time "
+            "after the first backup taken since"
+        )
     if not events:
         backups = engine.backups.list()
         oldest = (
