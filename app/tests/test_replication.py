@@ -11,9 +11,17 @@ from collections.abc import Iterator
 import httpx
 import orjson
 import pytest
-from fleet import NatsCluster, cluster_with_stream, on_the_stream, start_replica, write_keys
+from fleet import (
+    NatsCluster,
+    at_current_format,
+    cluster_with_stream,
+    on_the_stream,
+    start_replica,
+    write_keys,
+)
 
 from codegraph.engine import Engine
+from codegraph.replication.entries import FORMAT
 from codegraph.settings import parse_settings
 from codegraph.store.oplog import OpLog
 from conftest import Served, config_for, node
@@ -31,6 +39,7 @@ def hosts(cluster, tmp_path_factory) -> Iterator[list[Served]]:
     served = [
         start_replica(tmp_path_factory.mktemp(f"app{index}"), cluster, index) for index in range(3)
     ]
+    at_current_format(served)
     yield served
     for host in served:
         host.stop()
@@ -132,15 +141,13 @@ def test_a_write_that_became_invalid_is_refused_the_same_everywhere(hosts):
 def test_entries_carry_a_deadline_once_the_fleet_format_says_so_and_late_ones_go_nowhere(
     cluster, hosts, tmp_path
 ):
-    """Entry format 2: an entry the stream stored after its deadline is refused by every
-    host alike, so a write answered "outcome unknown" cannot take effect afterwards."""
+    """From entry format 2: an entry the stream stored after its deadline is refused by
+    every host alike, so a write answered "outcome unknown" cannot take effect afterwards
+    (the second line: docs/replication.md). The fleet is at this release's format."""
     with hosts[1].client() as http:
         assert http.post("/replication/entry-format", json={"version": 99}).status_code == 422
-        raised = http.post("/replication/entry-format", json={"version": 2})
-        assert raised.status_code == 200 and raised.json() == {"entry_format": 2}, raised.text
-    _converged(hosts)
     with hosts[0].client() as http:
-        assert http.get("/replication").json()["entry_format"] == 2
+        assert http.get("/replication").json()["entry_format"] == FORMAT
         seq = int(http.post("/nodes", json={"nodes": [node("in-time")]}).headers["x-codegraph-seq"])
     _converged(hosts)
     refused_before = [_status(host)["refused_entries"] for host in hosts]
@@ -154,6 +161,7 @@ def test_entries_carry_a_deadline_once_the_fleet_format_says_so_and_late_ones_go
 
     written, late_seq = on_the_stream(cluster, tmp_path, read_and_publish_late, admin=False)
     assert written["ts"] < written["d"] <= written["ts"] + 20  # this release's deadline
+    assert len(written["p"]) == 32  # its publication, which a fence can withdraw
     state = _converged(hosts)
     assert state["applied_seq"] >= late_seq
     for host, before in zip(hosts, refused_before, strict=True):

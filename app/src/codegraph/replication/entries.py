@@ -4,7 +4,9 @@ record of it and the state before it alone, so every host decides the same: appl
 refused (the same error everywhere), or (an operation or format this release does not
 know: a newer release published it) this host stops until it runs a release that knows it.
 
-Entry formats: 1 is {ts, m, r, f}; 2 adds d, a deadline: an entry the stream stored
+Entry formats: 1 is {ts, m, r, f}, dated by its publishing host's clock (ts), as the
+releases before format 2 date every entry; 2 dates entries by the stream's own timestamp
+instead, and adds d, a deadline: an entry the stream stored
 after it (by the stream's own timestamp) is refused on every host. 3 adds p, the
 publication's own id, and the `fence` operation: a host that cannot tell whether its
 publish was stored appends a fence naming that publication; every entry before the
@@ -78,13 +80,21 @@ class NeedsNewerRelease(Exception):
 
 @dataclass(frozen=True)
 class Entry:
-    # (an entry's own "ts", its publishing host's clock, is not read: every host dates it
-    # by the stream's timestamp)
     # what to apply; for what is not an entry, {"op": "refused", "why": ...}, which the
     # store refuses (InvalidInput) and the operation log keeps as such
     mutation: dict[str, Any]
     fingerprint: str | None = None  # of a write sent with an Idempotency-Key
     publication: str | None = None  # (format 3) this publish's own id, which a fence names
+    # its publishing host's clock ("ts"): what a fleet at format 1 dates it by (dated_at)
+    published_at: float | None = None
+
+    def dated_at(self, stored_at: float, fleet_format: int) -> float:
+        """When the entry happened, for every host alike: the stream's timestamp from
+        format 2 on; at format 1, its own ts, as the hosts of an older release read it
+        during a rolling deploy (so both compute the same records)."""
+        if fleet_format >= 2 or self.published_at is None:
+            return stored_at
+        return self.published_at
 
 
 def fence(publication: str) -> dict[str, Any]:
@@ -144,10 +154,13 @@ def decode(data: bytes, stored_at: float | None = None) -> Entry:
         return _refused(f"operation {mutation['op']!r} that no request could make: {problem}")
     fingerprint = entry.get("f") if isinstance(entry.get("f"), str) else None
     publication = entry.get("p") if isinstance(entry.get("p"), str) else None
+    ts = entry.get("ts")
+    published_at = float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else None
     deadline = entry.get("d")
     if isinstance(deadline, int | float) and stored_at is not None and stored_at > deadline:
-        return Entry({"op": "late", "why": _late(stored_at, deadline)}, fingerprint, publication)
-    return Entry(mutation, fingerprint, publication)
+        late = {"op": "late", "why": _late(stored_at, deadline)}
+        return Entry(late, fingerprint, publication, published_at)
+    return Entry(mutation, fingerprint, publication, published_at)
 
 
 def _shape_problem(mutation: dict[str, Any]) -> str | None:

@@ -344,8 +344,9 @@ class JetStreamLog(Publishing):
         if withdrawn_by:  # reached the log after the fence that settled it
             mutation = entries.withdrawn(withdrawn_by)
         # one clock for the fleet: an entry is dated by the stream's timestamp, not by its
-        # publishing host's (nodes' times, the operation log, point-in-time recovery)
-        ts = stored_at
+        # publishing host's (nodes' times, the operation log, point-in-time recovery);
+        # at entry format 1, by its own, as the older releases of a rolling deploy do
+        ts = entry.dated_at(stored_at, self.applier.store.entry_format)
         if mutation["op"] == "adopt" and seq == self._start_seq():
             self._adopt(seq, ts, mutation, entry_id)  # a restore: it takes the locks itself
             return
