@@ -18,7 +18,7 @@ mirror=http://deb.debian.org/debian
 include=(
   systemd systemd-sysv dbus sudo python3 python3-apt python3-venv iproute2 procps
   ca-certificates curl jq openssl cron logrotate gzip tar less openssh-server sysstat
-  prometheus prometheus-alertmanager prometheus-node-exporter haproxy socat nats-server
+  prometheus prometheus-alertmanager prometheus-node-exporter haproxy socat nats-server chrony
 )
 recipe_hash=$( (cat "$0"; echo "$suite"; printf '%s\n' "${include[@]}") | sha256sum | cut -c1-12)
 image="$name:$recipe_hash"
@@ -38,7 +38,7 @@ deb http://deb.debian.org/debian-security $suite-security main
 SOURCES
 # Services a container should not run on its own; the roles enable what they need.
 for unit in prometheus prometheus-alertmanager prometheus-node-exporter haproxy nats-server \
-  systemd-timesyncd getty@tty1 apt-daily.timer apt-daily-upgrade.timer; do
+  chrony systemd-timesyncd getty@tty1 apt-daily.timer apt-daily-upgrade.timer; do
   rm -f "$root"/etc/systemd/system/*.wants/"$unit"*
 done
 ln -sf /dev/null "$root/etc/systemd/system/systemd-resolved.service"

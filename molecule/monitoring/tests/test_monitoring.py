@@ -152,6 +152,14 @@ def test_every_rule_is_loaded_with_the_inventorys_thresholds(ops):
     assert expected[("platform.alerts", "HostDown")] == 20
 
 
+def test_chrony_is_configured_and_left_off_in_a_container(app):
+    """The time_sync role: chrony with the default pool; a test host is a container, whose
+    clock is the machine's, so chrony is neither enabled nor running there."""
+    assert app.package("chrony").is_installed
+    assert "pool 2.debian.pool.ntp.org iburst" in app.file("/etc/chrony/chrony.conf").content_string
+    assert not app.service("chrony").is_enabled and not app.service("chrony").is_running
+
+
 def test_every_metric_the_dashboards_and_alerts_use_is_exported(ops, app, api_key):
     """Against a live scrape: exercise the service, then compare with what Prometheus has."""
     calls = [
