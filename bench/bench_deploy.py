@@ -270,7 +270,7 @@ def same_install_by_hand(host: str, files: Path, artifact: Path) -> float:
         check=True,
         capture_output=True,
     )
-    release = "/opt/codegraph/releases/1.0.0"
+    release = "/opt/codegraph/releases/1.1.0"
     services = "nats-server prometheus-node-exporter codegraph"
     ssh(
         host,
@@ -388,7 +388,7 @@ def main() -> None:
     playbook("lab.yml")
     playbook("site.yml")
     write_nodes("cg-lab-app2")
-    artifact = TOP / "artifacts/codegraph-1.0.0.tar.gz"
+    artifact = TOP / "artifacts/codegraph-1.1.0.tar.gz"
     costs = task_costs("cg-lab-app2")
     fresh_one, fresh_output = replace_host("cg-lab-app1")
     with tempfile.TemporaryDirectory() as folder:
@@ -407,22 +407,22 @@ def main() -> None:
     with Load():
         by_hand = [by_hand_rollout_step(host) for host in APPS]
     subprocess.run(
-        [str(TOP / "scripts/build-release.sh"), "1.0.1"], check=True, capture_output=True
+        [str(TOP / "scripts/build-release.sh"), "1.1.1"], check=True, capture_output=True
     )
     with Load() as load:
         deploy, deploy_output = playbook(
-            "deploy.yml", "-e", "codegraph_version=1.0.1", timed_tasks=True
+            "deploy.yml", "-e", "codegraph_version=1.1.1", timed_tasks=True
         )
     rollout = rollout_seconds(deploy_output)
     total = sum(load.outcomes.values())
     ok = load.outcomes.get("200", 0)
-    # Back to 1.0.0 (the lab as make lab makes it), the canary first, then the other
+    # Back to 1.1.0 (the lab as make lab makes it), the canary first, then the other
     # two hosts in one batch: what a wider batch buys against the one-at-a-time default.
     with Load() as wide_load:
         _, wide_output = playbook(
             "deploy.yml",
             "-e",
-            "codegraph_version=1.0.0",
+            "codegraph_version=1.1.0",
             "-e",
             '{"codegraph_deploy_serial": ["1", "2"]}',
             timed_tasks=True,
@@ -469,12 +469,12 @@ def main() -> None:
 def mitogen_runs(
     restarts: float, by_hand: float, fresh_plain: float, install_by_hand: float
 ) -> dict:
-    """The no-op rerun, a rolling deploy (to 1.0.1, under load) and a fresh converge of
+    """The no-op rerun, a rolling deploy (to 1.1.1, under load) and a fresh converge of
     one host (its container made again) with the mitogen_linear strategy."""
     noop, noop_output = playbook("site.yml", mitogen=True)
     with Load() as load:
         _, deploy_output = playbook(
-            "deploy.yml", "-e", "codegraph_version=1.0.1", timed_tasks=True, mitogen=True
+            "deploy.yml", "-e", "codegraph_version=1.1.1", timed_tasks=True, mitogen=True
         )
     rollout = rollout_seconds(deploy_output)
     costs = task_costs("cg-lab-app2", mitogen=True)

@@ -387,7 +387,7 @@ def _wide_batches(r: dict) -> list[str]:
     wide = r["wide_outcomes"]
     return [
         "",
-        f"The deploy back to 1.0.0 with batches {r['wide_batches']} (the canary, then the "
+        f"The deploy back to 1.1.0 with batches {r['wide_batches']} (the canary, then the "
         'other two hosts at once, `-e \'{"codegraph_deploy_serial": ["1", "2"]}\'`): '
         f"rollout {r['wide_rollout_seconds']} s, **{r['wide_rollout_over_restarts']}x** the "
         f"same restarts; {wide.get('200', 0):,} of {sum(wide.values()):,} requests answered "

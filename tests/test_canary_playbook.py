@@ -106,7 +106,7 @@ def _rollout(tmp_path, url: str, *args: str):
                     "ansible.builtin.set_fact": {
                         "rollout_left_at": "{{ now().timestamp() }}",
                         "_switched": {
-                            "stdout": '{"changed": true, "from": "1.0.0", "to": "9.9.9"}'
+                            "stdout": '{"changed": true, "from": "1.1.0", "to": "9.9.9"}'
                         },
                     },
                 },

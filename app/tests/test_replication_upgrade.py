@@ -95,3 +95,19 @@ def _wait_ready(host: Served, timeout: float = 60) -> None:
     while httpx.get(f"{host.url}/ready").status_code != 200:
         assert time.monotonic() < deadline, httpx.get(f"{host.url}/ready").text
         time.sleep(0.2)
+
+
+def test_this_release_has_another_version_than_the_previous_one():
+    """Hosts of two releases must be told apart (GET /health, codegraph_build_info)."""
+    previous = subprocess.run(
+        ["git", "-C", str(TOP), "show", f"{PREVIOUS_RELEASE}:app/pyproject.toml"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    current = (TOP / "app" / "pyproject.toml").read_text()
+
+    def version(text: str) -> str:
+        return next(line for line in text.splitlines() if line.startswith("version = "))
+
+    assert version(current) != version(previous), version(current)

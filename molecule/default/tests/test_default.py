@@ -97,11 +97,11 @@ def test_file_modes_and_owners(host, path, owner, group, mode):
 
 def test_release_layout(host):
     current = host.file(f"{BASE}/current")
-    assert current.is_symlink and current.linked_to == f"{BASE}/releases/1.0.0"
-    assert host.file(f"{BASE}/releases/1.0.0/.installed").exists
+    assert current.is_symlink and current.linked_to == f"{BASE}/releases/1.1.0"
+    assert host.file(f"{BASE}/releases/1.1.0/.installed").exists
     api = host.file(f"{BASE}/bin/codegraph-api")
-    assert api.is_symlink and api.linked_to == f"{BASE}/releases/1.0.0/venv/bin/codegraph-api"
-    assert host.check_output(f"{BASE}/bin/codegraph-api --version") == "codegraph-api 1.0.0"
+    assert api.is_symlink and api.linked_to == f"{BASE}/releases/1.1.0/venv/bin/codegraph-api"
+    assert host.check_output(f"{BASE}/bin/codegraph-api --version") == "codegraph-api 1.1.0"
     assert not host.file(f"{BASE}/releases/.incoming").exists
 
 
@@ -117,7 +117,7 @@ def _assert_installed_and_shellcheck_clean(host, tmp_path, name: str, mode: int)
 
 def test_codegraph_switch_passes_shellcheck_and_refuses_what_it_cannot_do(host, tmp_path):
     _assert_installed_and_shellcheck_clean(host, tmp_path, "codegraph-switch", 0o750)
-    served = host.run(f"{BASE}/bin/codegraph-switch 1.0.0")  # what it already serves
+    served = host.run(f"{BASE}/bin/codegraph-switch 1.1.0")  # what it already serves
     assert served.rc == 0 and json.loads(served.stdout)["changed"] is False
     missing = host.run(f"{BASE}/bin/codegraph-switch --backup 9.9.9")
     assert missing.rc == 3 and "9.9.9 is not installed" in missing.stderr
@@ -125,22 +125,22 @@ def test_codegraph_switch_passes_shellcheck_and_refuses_what_it_cannot_do(host, 
     assert no_previous.rc == 3 and "no release to roll back to" in no_previous.stderr
     # --link-only: the role's converge switch (its handler restarts), --dry-run its check mode
     would = host.run(f"{BASE}/bin/codegraph-switch --link-only 9.9.9 --dry-run")
-    expected = {"changed": True, "from": "1.0.0", "to": "9.9.9"}
+    expected = {"changed": True, "from": "1.1.0", "to": "9.9.9"}
     assert would.rc == 0 and json.loads(would.stdout) == expected
     refused = host.run(f"{BASE}/bin/codegraph-switch --link-only 9.9.9")
     assert refused.rc == 3 and "9.9.9 is not installed" in refused.stderr
-    same = host.run(f"{BASE}/bin/codegraph-switch --link-only 1.0.0")
+    same = host.run(f"{BASE}/bin/codegraph-switch --link-only 1.1.0")
     assert same.rc == 0 and json.loads(same.stdout)["changed"] is False
-    assert host.file(f"{BASE}/current").linked_to == f"{BASE}/releases/1.0.0"
+    assert host.file(f"{BASE}/current").linked_to == f"{BASE}/releases/1.1.0"
 
 
 def test_codegraph_healthy_means_healthy_on_the_current_release(host, tmp_path):
     """The one definition of healthy the handlers, codegraph-switch and the runbook use."""
     _assert_installed_and_shellcheck_clean(host, tmp_path, "codegraph-healthy", 0o755)
-    assert host.run(f"{BASE}/bin/codegraph-healthy").rc == 0  # current: 1.0.0
+    assert host.run(f"{BASE}/bin/codegraph-healthy").rc == 0  # current: 1.1.0
     other = host.run(f"{BASE}/bin/codegraph-healthy 9.9.9")
     assert other.rc == 1 and "not healthy on release 9.9.9" in other.stderr
-    assert '"version":"1.0.0"' in other.stderr  # what it does serve, in the reason
+    assert '"version":"1.1.0"' in other.stderr  # what it does serve, in the reason
     host.run("systemctl stop codegraph")
     try:
         stopped = host.run(f"{BASE}/bin/codegraph-healthy --wait 1")

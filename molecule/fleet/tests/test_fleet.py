@@ -97,14 +97,14 @@ def test_drain_stops_new_requests_is_idempotent_and_check_mode_touches_nothing()
 def test_rolling_deploy_of_a_new_release_fails_no_request():
     """From the operator's controller: the installed collection, plain Ansible, the new
     release fetched from where the project publishes it."""
-    subprocess.run([TOP / "scripts/build-release.sh", "1.0.1"], check=True, capture_output=True)
+    subprocess.run([TOP / "scripts/build-release.sh", "1.1.1"], check=True, capture_output=True)
     started = time.time()
     with under_load() as (summary, _):
-        result = run("deploy", "-e", "codegraph_version=1.0.1")
+        result = run("deploy", "-e", "codegraph_version=1.1.1")
     assert result.returncode == 0, result.stdout[-5000:]
     no_failures(summary)
     every_acknowledged_write_everywhere(summary)
-    assert [served_version(name) for name in APPS] == ["1.0.1"] * 3
+    assert [served_version(name) for name in APPS] == ["1.1.1"] * 3
     # staged everywhere first, then one host per batch (a canary, then 50% of 3 = 1 at a time)
     plays = [line for line in result.stdout.splitlines() if line.startswith("PLAY [")]
     assert plays.index(next(p for p in plays if p.startswith("PLAY [Stage"))) < plays.index(
@@ -114,26 +114,26 @@ def test_rolling_deploy_of_a_new_release_fails_no_request():
     for name in APPS:
         assert (
             host(name).check_output("readlink /opt/codegraph/previous")
-            == "/opt/codegraph/releases/1.0.0"
+            == "/opt/codegraph/releases/1.1.0"
         )
         assert len(api(name, "GET", "/backup")["backups"]) >= 1  # the backup before the switch
-    # each batch judged against the hosts still on 1.0.0 (the last against itself before
+    # each batch judged against the hosts still on 1.1.0 (the last against itself before
     # the switch), every verdict kept
-    report = _report("deploy", "1.0.1")
+    report = _report("deploy", "1.1.1")
     assert report["verdict"] == "pass" and "rolled_back" not in report, report
     assert [batch["verdict"] for batch in report["batches"]] == ["pass"] * 3, report
     assert [len(batch["baseline"]) for batch in report["batches"]] == [2, 1, 0]
     for batch in report["batches"]:
         judged = {row["check"] for row in batch["rows"] if row["verdict"] == "pass"}
         assert {"error_ratio", "latency_p99", "restarts", "memory_growth"} <= judged, batch
-    # the overview dashboard's release marks: each host's first minutes on 1.0.1
+    # the overview dashboard's release marks: each host's first minutes on 1.1.1
     overview = json.loads((TOP / "files/dashboards/codegraph-overview.json").read_text())
     [marks] = overview["annotations"]["list"]
     expr = marks["expr"].replace("$job", "codegraph").replace("$instance", ".*")
     found = prometheus(
         "/api/v1/query_range", query=expr, start=started, end=time.time(), step=marks["step"]
     )["data"]["result"]
-    marked = {m["metric"]["instance"] for m in found if m["metric"]["version"] == "1.0.1"}
+    marked = {m["metric"]["instance"] for m in found if m["metric"]["version"] == "1.1.1"}
     assert marked == set(APPS), found
 
 
@@ -179,7 +179,7 @@ def test_api_key_rotation_without_a_401_after_clients_switch():
 
 def _release(workdir: Path, version: str, module: str, old: str, new: str) -> Path:
     """A release of `version` built from this checkout's app with `old` replaced by `new`
-    in `module` (under src/codegraph/); the wheels of 1.0.1 for everything else."""
+    in `module` (under src/codegraph/); the wheels of 1.1.1 for everything else."""
     source = workdir / "src"
     shutil.copytree(TOP / "app", source, ignore=shutil.ignore_patterns("tests", "*.egg-info"))
     changed = source / "src/codegraph" / module
@@ -187,12 +187,12 @@ def _release(workdir: Path, version: str, module: str, old: str, new: str) -> Pa
     changed.write_text(changed.read_text().replace(old, new))
     pyproject = source / "pyproject.toml"
     pyproject.write_text(
-        pyproject.read_text().replace('version = "1.0.0"', f'version = "{version}"')
+        pyproject.read_text().replace('version = "1.1.0"', f'version = "{version}"')
     )
     stage = workdir / f"codegraph-{version}"
-    with tarfile.open(PUBLISHED / "codegraph-1.0.1.tar.gz") as good:
+    with tarfile.open(PUBLISHED / "codegraph-1.1.1.tar.gz") as good:
         good.extractall(workdir, filter="data")
-    (workdir / "codegraph-1.0.1").rename(stage)
+    (workdir / "codegraph-1.1.1").rename(stage)
     for wheel in (stage / "wheelhouse").glob("codegraph-*.whl"):
         wheel.unlink()
     subprocess.run(
@@ -230,7 +230,7 @@ def _broken_release(workdir: Path, version: str) -> Path:
 
 
 def test_hotfix_that_never_gets_healthy_rolls_back_the_canary_only(tmp_path):
-    artifact = _broken_release(tmp_path, "1.0.2")
+    artifact = _broken_release(tmp_path, "1.1.2")
     digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
     try:
         with under_load() as (summary, _):
@@ -242,21 +242,21 @@ def test_hotfix_that_never_gets_healthy_rolls_back_the_canary_only(tmp_path):
         assert "did not become healthy" in output and "rolled back" in output, output[-3000:]
         no_failures(summary)
         every_acknowledged_write_everywhere(summary)
-        touched = [name for name in APPS if host(name).file("/opt/codegraph/releases/1.0.2").exists]
+        touched = [name for name in APPS if host(name).file("/opt/codegraph/releases/1.1.2").exists]
         assert len(touched) == 1, touched  # only the canary
-        assert [served_version(name) for name in APPS] == ["1.0.1"] * 3
+        assert [served_version(name) for name in APPS] == ["1.1.1"] * 3
         assert (
             host(touched[0]).check_output("readlink /opt/codegraph/current")
-            == "/opt/codegraph/releases/1.0.1"
+            == "/opt/codegraph/releases/1.1.1"
         )
     finally:
-        for leftover in RELEASES.glob("codegraph-1.0.2.tar.gz*"):
+        for leftover in RELEASES.glob("codegraph-1.1.2.tar.gz*"):
             leftover.unlink()
 
 
 def test_hotfix_with_a_wrong_checksum_touches_no_host(tmp_path):
-    artifact = tmp_path / "codegraph-1.0.3.tar.gz"
-    shutil.copy(PUBLISHED / "codegraph-1.0.1.tar.gz", artifact)
+    artifact = tmp_path / "codegraph-1.1.3.tar.gz"
+    shutil.copy(PUBLISHED / "codegraph-1.1.1.tar.gz", artifact)
     before = release_state()
     result = playbook(
         "hotfix", "-e", f"hotfix_artifact={artifact}", "-e", f"hotfix_sha256={'0' * 64}"
@@ -266,7 +266,7 @@ def test_hotfix_with_a_wrong_checksum_touches_no_host(tmp_path):
     assert "did not match" in output and "no host was touched" in output, output[-3000:]
     assert "PLAY [Roll out the hotfix" not in result.stdout  # stopped on the controller
     assert release_state() == before
-    assert not list(RELEASES.glob("codegraph-1.0.3.tar.gz*"))
+    assert not list(RELEASES.glob("codegraph-1.1.3.tar.gz*"))
 
 
 REPORTS = STATE / "reports/rollouts"  # the canary analysis' verdicts (codegraph_canary)
@@ -284,14 +284,14 @@ def _report(rollout: str, version: str) -> dict:
 
 @pytest.fixture(scope="module")
 def healthy_but_wrong(tmp_path_factory) -> tuple[Path, str]:
-    """Release 1.0.4: healthy (/health and /ready need no key, so every health gate and
+    """Release 1.1.4: healthy (/health and /ready need no key, so every health gate and
     HAProxy's checks pass), but it compares the Authorization scheme case-sensitively:
     every client's `Bearer <key>` is refused 401, with no 5xx anywhere."""
     artifact = _release(
-        tmp_path_factory.mktemp("bad"), "1.0.4", "auth.py", SCHEME, SCHEME.replace(".lower()", "")
+        tmp_path_factory.mktemp("bad"), "1.1.4", "auth.py", SCHEME, SCHEME.replace(".lower()", "")
     )
     yield artifact, hashlib.sha256(artifact.read_bytes()).hexdigest()
-    for leftover in RELEASES.glob("codegraph-1.0.4.tar.gz*"):
+    for leftover in RELEASES.glob("codegraph-1.1.4.tar.gz*"):
         leftover.unlink()
 
 
@@ -308,10 +308,10 @@ def test_a_healthy_release_refusing_every_key_is_stopped_at_the_canary_and_rolle
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert "The canary analysis failed (" in output, output[-3000:]
-    touched = [name for name in APPS if host(name).file("/opt/codegraph/releases/1.0.4").exists]
+    touched = [name for name in APPS if host(name).file("/opt/codegraph/releases/1.1.4").exists]
     assert len(touched) == 1, touched  # only the canary
-    assert [served_version(name) for name in APPS] == ["1.0.1"] * 3
-    report = _report("hotfix", "1.0.4")
+    assert [served_version(name) for name in APPS] == ["1.1.1"] * 3
+    report = _report("hotfix", "1.1.4")
     assert report["verdict"] == "fail" and report["rolled_back"] == touched, report
     [canary] = report["batches"]
     assert canary["hosts"] == touched and sorted(canary["baseline"]) == sorted(
@@ -348,7 +348,7 @@ def test_prometheus_unreachable_stops_the_rollout_after_the_canary(healthy_but_w
     def stop_prometheus_once_the_canary_switched() -> None:
         while not done.is_set():
             for name in APPS:
-                if host(name).check_output("readlink /opt/codegraph/current").endswith("1.0.4"):
+                if host(name).check_output("readlink /opt/codegraph/current").endswith("1.1.4"):
                     switched.add(name)
             if switched:
                 host("cg-fleet-ops").check_output("systemctl stop prometheus")
@@ -368,8 +368,8 @@ def test_prometheus_unreachable_stops_the_rollout_after_the_canary(healthy_but_w
     assert len(switched) == 1, switched
     assert "The canary analysis failed (not judged: Prometheus at" in output, output[-3000:]
     assert "did not answer" in output
-    assert [served_version(name) for name in APPS] == ["1.0.1"] * 3
-    report = _report("hotfix", "1.0.4")
+    assert [served_version(name) for name in APPS] == ["1.1.1"] * 3
+    report = _report("hotfix", "1.1.4")
     assert report["rolled_back"] == sorted(switched) and len(report["batches"]) == 1, report
 
 
@@ -569,7 +569,7 @@ def test_the_fleet_recovers_to_a_point_in_time_together():
 
 def test_fleet_reports():
     health = playbook("health_check")
-    assert health.returncode == 0 and health.stdout.count("healthy    1.0.1") == 3, health.stdout[
+    assert health.returncode == 0 and health.stdout.count("healthy    1.1.1") == 3, health.stdout[
         -3000:
     ]
     security = playbook("security_check")
