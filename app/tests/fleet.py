@@ -170,7 +170,7 @@ class Relay:
         self._holding = False
         self._held: list[tuple[socket.socket, bytes]] = []
         self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
 
     @property
     def url(self) -> str:
@@ -189,14 +189,24 @@ class Relay:
                     destination.sendall(data)
             self._held.clear()
 
+    def refuse(self) -> None:
+        """Refuse new connections (the port closed); those open go on as before."""
+        with contextlib.suppress(OSError):  # (a thread blocked in accept keeps it open)
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+
+    def accept_again(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
     def close(self) -> None:
         for sock in (self._listener, *self._sockets):
             sock.close()
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
                 server = socket.create_connection(("127.0.0.1", self.target_port))
             except OSError:
                 return

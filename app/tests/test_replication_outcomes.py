@@ -47,7 +47,8 @@ def relayed(tmp_path) -> Iterator[tuple[NatsCluster, list[Served], Relay]]:
     create_stream(cluster, tmp_path / "admin")
     relay = Relay(cluster.servers[0].client_port)
     servers = [relay.url, cluster.servers[1].url, cluster.servers[2].url]
-    skewed = {"LD_PRELOAD": FAKETIME, "FAKETIME": "+3s", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    # (the monotonic clock is set ahead too: with it left alone, Python's sleep fails)
+    skewed = {"LD_PRELOAD": FAKETIME, "FAKETIME": "+3s"}
     hosts = [
         start_replica(tmp_path / "app0", cluster, 0, replication={"servers": servers}, env=skewed)
     ]
@@ -101,10 +102,14 @@ def test_a_held_write_is_settled_by_a_fence_and_never_overwrites_a_later_acknowl
     old = {"nodes": [node("x", name="Old")]}
     answers: dict[str, httpx.Response] = {}
     relay.hold()
+    started = time.monotonic()
     _write(hosts[0], old, "k-old", answers, "old").join(60)
+    took = time.monotonic() - started
     answer = answers["old"]
     assert answer.status_code == 503, answer.text
     assert answer.json()["outcome"] == "not_applied" and "never will be" in answer.text
+    # the fence went through another server at once, not through the held path first
+    assert "fencing" not in hosts[0].log() and took < 12, (took, hosts[0].log()[-2000:])
     with hosts[1].client() as http:
         new = http.post("/nodes", json={"nodes": [node("x", name="New")]})
         assert new.status_code == 200, new.text
@@ -221,51 +226,64 @@ def test_a_used_key_whose_entry_left_the_stream_is_refused_not_replayed(fleet, t
 
 
 def test_an_adopt_that_fails_on_a_host_stops_it_for_good_and_it_says_why(fleet):
-    """Case 6 and 9: a host that cannot adopt the fleet's backup (missing here) stops; the
-    stop is on disk, so a restart does not make it ready with the old state; a write to it
-    gets its own reason, not the fleet's pause."""
+    """Case 6 and 9: a host whose copy of the fleet's backup gives another digest stops
+    before the backup is swapped in; the stop is on disk, so a restart leaves it stopped
+    even once the right backup is there; a write to it gets its own reason, not the
+    fleet's pause; the operator clears the stop (the service stopped) and it adopts."""
     cluster, hosts = fleet
     with hosts[0].client() as http:
-        http.post("/nodes", json={"nodes": [node(f"a:{i}") for i in range(10)]})
-        backup = http.post("/backup")
-        assert backup.status_code == 200, backup.text
-        backup_id = backup.json()["backup_id"]
+        assert http.post("/nodes", json={"nodes": [node(f"a:{i}") for i in range(10)]}).is_success
+    _converged(hosts)
+    with hosts[2].client() as http:  # an older state, under the prepared backup's id below
+        older = http.post("/backup").json()["backup_id"]
+    with hosts[0].client() as http:
+        assert http.post("/nodes", json={"nodes": [node(f"b:{i}") for i in range(5)]}).is_success
+        backup_id = http.post("/backup").json()["backup_id"]
         assert http.post("/replication/pause", json={"reason": "restore"}).status_code == 200
         prepared = http.post("/recovery/prepare", json={"backup_id": backup_id}).json()
-    shutil.copytree(
-        hosts[0].root / "backups" / prepared["backup_id"],
-        hosts[1].root / "backups" / prepared["backup_id"],
-    )
+    wanted = prepared["backup_id"]
+    shutil.copytree(hosts[0].root / "backups" / wanted, hosts[1].root / "backups" / wanted)
+    impostor = hosts[2].root / "backups" / wanted
+    shutil.copytree(hosts[2].root / "backups" / older, impostor)
+    manifest = impostor / "manifest.json"
+    manifest.write_text(manifest.read_text().replace(older, wanted))
     with hosts[0].client() as http:
         adopted = http.post(
-            "/replication/adopt",
-            json={"backup_id": prepared["backup_id"], "digest": prepared["digest"]},
+            "/replication/adopt", json={"backup_id": wanted, "digest": prepared["digest"]}
         )
         assert adopted.status_code == 200, adopted.text
-        assert adopted.json()["adopted"] == prepared["backup_id"]
-    reason = _stopped(hosts[2], "which failed here")
+        assert adopted.json()["adopted"] == wanted
+    reason = _stopped(hosts[2], "not the " + prepared["digest"])
+    with hosts[2].client() as http:
+        assert http.get("/nodes/a:0").status_code == 200  # its old state, not swapped
+        assert http.get("/nodes/b:0").status_code == 200
+    shutil.rmtree(impostor)  # the right backup there now: the stop still holds
+    shutil.copytree(hosts[0].root / "backups" / wanted, impostor)
     hosts[2].stop()
     hosts[2] = start_replica(hosts[2].root, cluster, 2)
-    assert _stopped(hosts[2], "which failed here") == reason
+    assert _stopped(hosts[2], "not the " + prepared["digest"]) == reason
     with hosts[2].client() as http:
         refused = http.post("/nodes", json={"nodes": [node("direct")]})
-        assert refused.status_code == 503 and "which failed here" in refused.text, refused.text
+        assert refused.status_code == 503 and prepared["digest"] in refused.text, refused.text
+    hosts[2].stop()
     cleared = subprocess.run(
         [ADMIN, "--config", str(hosts[2].config_path), "clear-stop"],
         capture_output=True,
         text=True,
         check=False,
     )
-    assert cleared.returncode == 3 and "in use" in cleared.stderr  # the service holds it
+    assert cleared.returncode == 0 and '"cleared": true' in cleared.stdout, cleared.stderr
+    hosts[2] = start_replica(hosts[2].root, cluster, 2)
+    assert _converged(hosts)["digest"] == prepared["digest"]
 
 
 def test_a_host_cut_off_from_every_server_answers_504_only_once_its_write_cannot_land(
     tmp_path,
 ):
-    """The second line: host 0 reaches every server through a relay, all held, so its
-    fence cannot be stored either. It answers 504 only after its write's deadline (clocks
-    in step), so the held write, arriving after a newer acknowledged one, is refused as
-    late everywhere instead of overwriting it."""
+    """The second line: host 0 reaches every server through a relay; its write's bytes are
+    held, and every server refuses it a new connection, so its fence fails at once. It
+    answers 504 only after its write's deadline (clocks in step), so the held write,
+    arriving after a newer acknowledged one, is refused as late everywhere."""
     cluster = NatsCluster.create(tmp_path / "nats")
     create_stream(cluster, tmp_path / "admin")
     relays = [Relay(server.client_port) for server in cluster.servers]
@@ -285,16 +303,23 @@ def test_a_host_cut_off_from_every_server_answers_504_only_once_its_write_cannot
                 http.post("/nodes", json={"nodes": [node("z", name="Before")]}).status_code == 200
             )
         _converged(hosts)
+        relays[0].hold()
         for relay in relays:
-            relay.hold()
+            relay.refuse()
+        started = time.monotonic()
         with hosts[0].client() as http:
             unknown = http.post(
                 "/nodes", json={"nodes": [node("z", name="Old")]}, headers={"Idempotency-Key": "z"}
             )
+        took = time.monotonic() - started
         assert unknown.status_code == 504 and unknown.json()["outcome"] == "unknown", unknown.text
+        # a publish of 2 s and a fence refused at once, then the wait for the deadline: one
+        # publish (2 s + 1.5 s) + 2 s, and a second
+        assert took > 6, took
         with hosts[1].client() as http:
             assert http.post("/nodes", json={"nodes": [node("z", name="New")]}).status_code == 200
         for relay in relays:
+            relay.accept_again()
             relay.release()
         time.sleep(1)
         assert _name_everywhere(hosts, "z") == {"New"}

@@ -244,7 +244,12 @@ class Publishing:
         for server in servers:
             try:  # (bounded: a server that accepts and then says nothing, too)
                 connection = await asyncio.wait_for(
-                    nats.connect(**{**options, "servers": [server]}, allow_reconnect=False),
+                    nats.connect(
+                        **{**options, "servers": [server]},
+                        allow_reconnect=False,
+                        max_reconnect_attempts=1,  # a refusal ends it (no 2 s backoff loop)
+                        reconnect_time_wait=0.1,
+                    ),
                     options["connect_timeout"] + 1,
                 )
             except Exception as error:  # unreachable: the next one
