@@ -274,6 +274,20 @@ def test_a_retry_is_the_same_request_however_the_client_spells_the_scheme(client
     assert key_scope(f"Bearer {API_KEY}".encode()) == old
 
 
+def test_an_idempotency_key_with_a_hash_sign_is_refused(client):
+    """The replicated log uses KEY#2, KEY#3... for a key whose entry it withdrew: a
+    client's own "abc#2" would meet that chain."""
+    answer = client.post(
+        "/nodes", json={"nodes": [node("hash:a")]}, headers={"Idempotency-Key": "abc#2"}
+    )
+    assert answer.status_code == 422 and "Idempotency-Key" in answer.text, answer.text
+    assert client.get("/nodes/hash:a").status_code == 404
+    fine = client.post(
+        "/nodes", json={"nodes": [node("hash:b")]}, headers={"Idempotency-Key": 'a!"$%~'}
+    )
+    assert fine.status_code == 200, fine.text
+
+
 def test_a_route_whose_handler_raises_counts_its_500_against_that_route(
     engine, settings, monkeypatch
 ):

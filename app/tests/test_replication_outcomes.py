@@ -126,17 +126,20 @@ def test_a_held_write_is_settled_by_a_fence_and_never_overwrites_a_later_acknowl
 
 
 def test_without_quorum_a_write_is_504_and_lands_before_any_later_acknowledged_write(fleet):
-    """Case 3: both followers of the stream stopped; a write through the leader's host
+    """Case 3: both followers of the stream down; a write through the leader's host
     cannot be settled (the fence has no quorum either): 504, outcome unknown. Once they
-    resume, the write lands (or not) before any write acknowledged after that answer."""
+    are back, the write lands (or not) before any write acknowledged after that answer."""
     cluster, hosts = fleet
     leader = _stream_leader(cluster, hosts)
     followers = [index for index in range(3) if index != leader]
     with hosts[leader].client() as http:
         assert http.post("/nodes", json={"nodes": [node("y", name="Before")]}).status_code == 200
     _converged(hosts)
+    # Killed, not SIGSTOP'ed: with both followers frozen, nats-server 2.9.10 (Debian 12)
+    # was seen to deliver the old leader's uncommitted entry to a consumer on it, which
+    # then differed from the entry committed at that sequence (docs/replication.md).
     for index in followers:
-        cluster.servers[index].process.send_signal(signal.SIGSTOP)
+        cluster.stop(index, signal.SIGKILL)
     try:
         started = time.monotonic()
         with hosts[leader].client() as http:
@@ -146,7 +149,7 @@ def test_without_quorum_a_write_is_504_and_lands_before_any_later_acknowledged_w
         took = time.monotonic() - started
     finally:
         for index in followers:
-            cluster.servers[index].process.send_signal(signal.SIGCONT)
+            cluster.start(index)
     assert unknown.status_code == 504 and unknown.json()["outcome"] == "unknown", unknown.text
     assert "no quorum of the log could be reached" in unknown.text and took < 40
     newer = None

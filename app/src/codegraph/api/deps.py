@@ -20,7 +20,8 @@ def _idempotency_key(
     request: Request,
     key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$"),
+        # printable, without "#" (the log writes a key used again as KEY#2, KEY#3...)
+        Header(alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[!\x22$-~]+$"),
     ] = None,
 ) -> str | None:
     """The key, scoped to the API key that sent it (however the scheme is spelled): two

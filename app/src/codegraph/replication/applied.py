@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,15 +97,26 @@ class Applied:
         with self._changed:
             return self._outcomes.get(seq)
 
-    def published(self, publication: str, after: int) -> int | None:
-        """The seq of the entry after `after` this host applied for that publication."""
+    def wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """True once done() holds (checked whenever an entry is applied here)."""
         with self._changed:
-            for seq in reversed(self._outcomes):
-                if seq <= after:
-                    return None
-                if self._outcomes[seq].publication == publication:
-                    return seq
-        return None
+            return self._changed.wait_for(done, timeout)
+
+    def published(
+        self, publication: str, entry_id: str, after: int, before: int
+    ) -> tuple[int | None, bool]:
+        """The first entry between `after` and `before` (both excluded) this host applied
+        for that publication, or under that entry id (the same keyed request published
+        through another host); and whether every entry between them is still kept here
+        (if not, one not found may just be forgotten)."""
+        with self._changed:
+            kept = [seq for seq in self._outcomes if after < seq < before]
+            complete = len(kept) == before - after - 1
+            for seq in sorted(kept):
+                outcome = self._outcomes[seq]
+                if outcome.publication == publication or outcome.entry_id == entry_id:
+                    return seq, complete
+        return None, complete
 
     def outcome(
         self, seq: int, retry_of: str | None = None, entry_id: str | None = None

@@ -340,15 +340,19 @@ class JetStreamLog(Publishing):
             self._stall(f"entry {seq}: {error}")
             return
         mutation = entry.mutation
-        withdrawn_by = entry.publication and self.applier.store.withdrawn_by(entry.publication)
-        if withdrawn_by:  # reached the log after the fence that settled it
-            mutation = entries.withdrawn(withdrawn_by)
+        store = self.applier.store
+        fence = store.withdrawn_by(entry.publication) if entry.publication else None
+        # reached the log after the fence that settled it (0: a fence replayed by a
+        # point-in-time recovery, before the state it made; an entry the store holds
+        # already, applied before its fence, is not withdrawn on a second delivery)
+        if fence is not None and fence < seq:
+            mutation = entries.withdrawn(fence)
         # one clock for the fleet: an entry is dated by the stream's timestamp, not by its
         # publishing host's (nodes' times, the operation log, point-in-time recovery);
         # at entry format 1, by its own, as the older releases of a rolling deploy do
         ts = entry.dated_at(stored_at, self.applier.store.entry_format)
         if mutation["op"] == "adopt" and seq == self._start_seq():
-            self._adopt(seq, ts, mutation, entry_id)  # a restore: it takes the locks itself
+            self._adopt(seq, ts, mutation, entry_id, entry.publication)  # takes the locks itself
             return
         applier, failures = self.applier, 0
         while not self._stopping.is_set() and not self.stalled:
@@ -393,7 +397,14 @@ class JetStreamLog(Publishing):
                     return
                 time.sleep(1.0)
 
-    def _adopt(self, seq: int, ts: float, mutation: dict[str, Any], entry_id: str | None) -> None:
+    def _adopt(
+        self,
+        seq: int,
+        ts: float,
+        mutation: dict[str, Any],
+        entry_id: str | None,
+        publication: str | None,
+    ) -> None:
         """The fleet adopts a backup at this entry; a host that cannot stops here."""
         try:
             if self.applier.adopt is None:
@@ -405,8 +416,9 @@ class JetStreamLog(Publishing):
                 f"{error}; bootstrap this host (playbooks/add_host.yml)"
             )
             return
-        if self.applier.applied.recorded(seq) is None:  # (kept by the handler's reset)
-            self.applier.applied.record(seq, outcome, None, entry_id)
+        # (the handler's reset kept the outcome for whoever waited; recorded again with
+        # the entry's ids, so a fence's search finds this publication)
+        self.applier.applied.record(seq, outcome, None, entry_id, publication)
         self.applier.notify()
 
     def _stall(self, reason: str) -> None:

@@ -111,8 +111,7 @@ class Publishing:
             ack = self._publish_once(data, entry_id, attempts)
         except _Unanswered as unknown:
             if publication is not None:
-                seq = self._settle(publication, after, deadline, unknown)
-                return self._answer(seq, entry_id, asked, replayed=False), seq, False
+                return self._settled(publication, entry_id, asked, after, deadline, unknown)
             if deadline is None:
                 raise
             self._wait_past(deadline)
@@ -139,8 +138,24 @@ class Publishing:
                     "Idempotency-Key, through another host"
                 ) from None
             unknown = _Unanswered(str(error), failure=f"acknowledged as entry {seq}: {error}")
-            seq = self._settle(publication, after, deadline, unknown)
-            return self._answer(seq, entry_id, asked, replayed=False), seq, False
+            return self._settled(publication, entry_id, asked, after, deadline, unknown)
+
+    def _settled(
+        self,
+        publication: str,
+        entry_id: str,
+        asked: str | None,
+        after: int,
+        deadline: float | None,
+        unknown: _Unanswered,
+    ) -> tuple[dict[str, Any], int, bool]:
+        """The answer of a publish settled by a fence: its own entry's outcome, or that of
+        the same key's entry another host published first (then as a retry: a different
+        request under the key is refused)."""
+        seq = self._settle(publication, entry_id, after, deadline, unknown)
+        kept = self.applier.applied.recorded(seq)
+        mine = kept is not None and kept.publication == publication
+        return self._answer(seq, entry_id, asked, replayed=not mine), seq, not mine
 
     def _follows_another_stream(self) -> bool:
         """Whether the stream is now another than the one this host applied (it stops)."""
@@ -205,7 +220,12 @@ class Publishing:
             ) from None
 
     def _settle(
-        self, publication: str, after: int, deadline: float | None, unknown: _Unanswered
+        self,
+        publication: str,
+        entry_id: str,
+        after: int,
+        deadline: float | None,
+        unknown: _Unanswered,
     ) -> int:
         """The publish of `publication` went unanswered: append a fence that withdraws it.
         Once this host has applied the fence, every entry before it is decided, so the
@@ -222,8 +242,14 @@ class Publishing:
                 f"hosts' clocks agree within {CLOCK_MARGIN:g} s (its deadline; chrony keeps "
                 "them so). Send it again with the same Idempotency-Key to learn its outcome"
             )
-        self._wait_until_applied(fence_seq)
-        seq = self.applier.applied.published(publication, after)
+        fence_seq = self._wait_for_the_fence(publication, acknowledged=fence_seq)
+        seq, complete = self.applier.applied.published(publication, entry_id, after, fence_seq)
+        if seq is None and not complete:
+            raise OutcomeUnknown(
+                f"the write is settled in the log (before its entry {fence_seq}, a fence), "
+                "but this host no longer keeps every outcome since it was sent; send it "
+                "again with the same Idempotency-Key for its result"
+            )
         if seq is None:
             raise Withdrawn(
                 f"the write was not applied, and never will be: the log did not answer its "
@@ -232,6 +258,29 @@ class Publishing:
                 retry_after=1,
             )
         return seq
+
+    def _wait_for_the_fence(self, publication: str, acknowledged: int) -> int:
+        """The fence's own position, once this host has applied it (not the number the
+        log acknowledged it with: nats-server 2.9.10 was seen to acknowledge a publish
+        with another entry's number at a stream leader change). OutcomeUnknown if this
+        host does not apply it within apply_wait_seconds."""
+        store, applied = self.applier.store, self.applier.applied
+        wait = self.settings.apply_wait_seconds
+        if not applied.wait_until(lambda: store.withdrawn_by(publication) is not None, FILL_AFTER):
+            self._call_soon(self._fill_if_idle(acknowledged))  # from the leader, then
+            applied.wait_until(
+                lambda: store.withdrawn_by(publication) is not None, max(wait - FILL_AFTER, 0)
+            )
+        fence_seq = store.withdrawn_by(publication)
+        if fence_seq is None:
+            raise OutcomeUnknown(
+                f"the write is settled in the log (a fence, acknowledged as entry "
+                f"{acknowledged}, withdrew it unless it came before), but this host has not "
+                f"applied the fence within {wait:g} s (applied: {applied.seq}): read with "
+                f"X-CodeGraph-Min-Seq: {acknowledged}, or send it again with the same "
+                "Idempotency-Key for its result"
+            )
+        return fence_seq
 
     async def _publish_fence(self, publication: str) -> int | None:
         """The fence's seq, published through a new connection to each server in turn,
@@ -304,8 +353,9 @@ class Publishing:
         recorded = entry.fingerprint if found == entry_id else None
         if found != entry_id or (asked is not None and recorded not in (None, asked)):
             raise key_used_for_another_request(seq)
-        fence = entry.publication and self.applier.store.withdrawn_by(entry.publication)
-        if entry.mutation["op"] == "late" or (fence and fence < seq):
+        store = self.applier.store
+        fence = store.withdrawn_by(entry.publication) if entry.publication else None
+        if entry.mutation["op"] == "late" or (fence is not None and fence < seq):
             raise _KeyWithdrawn
 
     def _publishing_takes(self, attempts: int) -> float:
